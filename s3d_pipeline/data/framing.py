@@ -1,0 +1,14 @@
+"""The face framing the model is trained on, shared by the synthetic corpus and real-photo alignment.
+
+In a frontal view at the default camera (see :mod:`s3d_pipeline.rendering.cameras`), the midpoint of the two
+eye centres lies at ``EYE_CENTER`` and the mouth centre at ``MOUTH_CENTER`` (normalized image coordinates,
+x right, y down). Real photos are aligned to this framing by a similarity transform; synthetic heads are
+built so that their frontal render matches it.
+"""
+
+EYE_CENTER = (0.5, 0.42)
+MOUTH_CENTER = (0.5, 0.68)
+# Eye-centre to mouth-centre distance as a fraction of the image height.
+EYE_TO_MOUTH = MOUTH_CENTER[1] - EYE_CENTER[1]
+# Lower-face box (x0, y0, x1, y1), normalized, that the lip-sync discriminator looks at.
+LOWER_FACE_BOX = (0.2, 0.5, 0.8, 0.95)

@@ -1,0 +1,25 @@
+"""Typed errors of the pipeline. Each message says what was wrong and what to do about it."""
+
+
+class S3DNeRFError(ValueError):
+    """Base class of every input error the pipeline, the CLI and the app report to users."""
+
+
+class InvalidImageError(S3DNeRFError):
+    """The image could not be read or has an unsupported shape or type."""
+
+
+class InvalidAudioError(S3DNeRFError):
+    """The audio could not be decoded, is empty, silent-only where speech is needed, or too long."""
+
+
+class FaceNotFoundError(S3DNeRFError):
+    """No face was found in the portrait."""
+
+
+class FaceTooSmallError(S3DNeRFError):
+    """The face in the portrait is too small to animate."""
+
+
+class InvalidPoseError(S3DNeRFError):
+    """Head pose arguments are out of range or do not match the number of frames."""

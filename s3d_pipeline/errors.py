@@ -23,3 +23,7 @@ class FaceTooSmallError(S3DNeRFError):
 
 class InvalidPoseError(S3DNeRFError):
     """Head pose arguments are out of range or do not match the number of frames."""
+
+
+class InvalidVideoError(S3DNeRFError):
+    """A video could not be read or holds no decodable video stream."""

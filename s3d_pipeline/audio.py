@@ -1,0 +1,121 @@
+"""Speech in: decoding any common format to 16 kHz mono, and the log-mel features the networks read.
+
+Features (ours, PAPER.md): 80-bin log-mel at 100 Hz (25 ms window, 10 ms hop) from 16 kHz mono. Video frame
+``i`` at ``fps`` is centred at time ``(i + 0.5) / fps``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import InvalidAudioError
+
+SAMPLE_RATE = 16000
+HOP_LENGTH = 160  # 100 mel frames per second
+WIN_LENGTH = 400
+N_FFT = 512
+N_MELS = 80
+MEL_RATE = SAMPLE_RATE / HOP_LENGTH
+
+AudioInput = Union[str, os.PathLike, Tuple[np.ndarray, int]]
+
+
+def _decode_with_ffmpeg(path: str) -> np.ndarray:
+    """Decode anything ffmpeg reads (m4a, webm, mp4, ...) to 16 kHz mono float32."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", path, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
+        raise InvalidAudioError(f"could not decode audio {path!r}: {message[0]}. Use a wav, mp3, flac, ogg or m4a file.")
+    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+
+
+def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling of a mono float waveform."""
+    if sample_rate == target_rate:
+        return waveform.astype(np.float32, copy=False)
+    import librosa
+
+    return librosa.resample(waveform.astype(np.float32), orig_sr=sample_rate, target_sr=target_rate).astype(np.float32)
+
+
+def load_audio(audio: AudioInput) -> np.ndarray:
+    """Any supported speech input -> (S,) float32 mono at 16 kHz.
+
+    Args:
+        audio: a file path (wav, flac, ogg, mp3 through libsndfile; m4a, webm and the rest through ffmpeg), or a
+            ``(waveform, sample_rate)`` tuple with waveform (S,), (S, C) or (C, S).
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        path = os.fspath(audio)
+        if not os.path.isfile(path):
+            raise InvalidAudioError(f"audio file {path!r} does not exist")
+        import soundfile as sf
+
+        try:
+            waveform, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+            waveform = waveform.mean(axis=1)
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            waveform, sample_rate = _decode_with_ffmpeg(path), SAMPLE_RATE
+    elif isinstance(audio, tuple) and len(audio) == 2:
+        waveform, sample_rate = np.asarray(audio[0], dtype=np.float32), int(audio[1])
+        if waveform.ndim == 2:  # channels on the short axis
+            waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[1] else 1)
+        if waveform.ndim != 1:
+            raise InvalidAudioError(f"waveform must be (samples,) or (samples, channels), got shape {waveform.shape}")
+        if sample_rate <= 0:
+            raise InvalidAudioError(f"sample rate must be positive, got {sample_rate}")
+    else:
+        raise InvalidAudioError(f"audio must be a file path or a (waveform, sample_rate) tuple, got {type(audio).__name__}")
+    if waveform.size == 0:
+        raise InvalidAudioError("the audio is empty: record or upload at least a second of speech")
+    if not np.all(np.isfinite(waveform)):
+        raise InvalidAudioError("the audio contains NaN or infinite samples")
+    return resample(waveform, sample_rate)
+
+
+def num_video_frames(num_samples: int, fps: float) -> int:
+    """Frames a clip of ``num_samples`` at 16 kHz gets at ``fps``: round(duration x fps), at least 1."""
+    return max(1, int(round(num_samples / SAMPLE_RATE * fps)))
+
+
+class LogMel(nn.Module):
+    """Waveform (..., S) at 16 kHz -> log-mel (..., 80, T) at 100 Hz, in torch so it runs inside training too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import librosa
+
+        filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=55.0, fmax=7600.0)
+        self.register_buffer("filters", torch.from_numpy(filters).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(WIN_LENGTH), persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            waveform, N_FFT, HOP_LENGTH, WIN_LENGTH, self.window, center=True, return_complex=True
+        ).abs()  # (..., N_FFT/2+1, T)
+        mel = self.filters @ spec
+        return torch.log(mel.clamp_min(1e-5))
+
+
+def frame_windows(features: torch.Tensor, num_frames: int, fps: float, window: int, feature_rate: float = MEL_RATE) -> torch.Tensor:
+    """Slice a ``window``-step feature window centred on every video frame, edge-padded.
+
+    Args:
+        features: (F, T) features at ``feature_rate`` Hz.
+
+    Returns:
+        (num_frames, F, window).
+    """
+    centres = (torch.arange(num_frames, dtype=torch.float64) + 0.5) / fps * feature_rate  # in feature steps
+    starts = torch.round(centres - window / 2).long()  # (N,)
+    index = (starts[:, None] + torch.arange(window)[None, :]).clamp(0, features.shape[-1] - 1)  # (N, W)
+    return features[:, index].permute(1, 0, 2)  # (F, N, W) -> (N, F, W)

@@ -1,0 +1,87 @@
+"""Super-resolution: coarse feature render -> final frame, with detail, outer face and background taken from the
+source image (ours: source features at every scale, and a predicted mask compositing onto the source)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+
+from .layers import conv_block
+
+
+@dataclass
+class SuperResolutionOutput(BaseOutput):
+    """Attributes:
+    image: (B, 3, H, W) final frame in [-1, 1].
+    mask: (B, 1, H, W) where the frame shows the rendered head (1) rather than the source (0).
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+
+
+class SuperResolution(ModelMixin, ConfigMixin):
+    """x4 (two x2 stages) upsampler conditioned on the source image.
+
+    Args:
+        feature_dim: F of the coarse render (first three channels RGB).
+        channels: widths at the coarse, x2 and x4 resolutions.
+        source_channels: widths of the source-image encoder at x4, x2 and coarse resolution.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        feature_dim: int = 32,
+        channels: Tuple[int, int, int] = (96, 48, 24),
+        source_channels: Tuple[int, int, int] = (16, 32, 48),
+    ) -> None:
+        super().__init__()
+        s0, s1, s2 = source_channels
+        c0, c1, c2 = channels
+        self.source_encoder = nn.ModuleList([conv_block(3, s0), conv_block(s0, s1, stride=2), conv_block(s1, s2, stride=2)])
+        self.coarse = nn.Sequential(conv_block(feature_dim + 1 + s2, c0), conv_block(c0, c0))
+        self.up1 = conv_block(c0 + s1, c1)
+        self.up2 = conv_block(c1 + s0, c2)
+        self.out = nn.Conv2d(c2, 4, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def encode_source(self, source: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """source (B, 3, H, W) in [-1, 1] -> its features at x4, x2 and coarse resolution (computed once per identity)."""
+        feats = []
+        x = source
+        for block in self.source_encoder:
+            x = block(x)
+            feats.append(x)
+        return tuple(feats)
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        opacity: torch.Tensor,
+        source: torch.Tensor,
+        source_features: Optional[Tuple[torch.Tensor, ...]] = None,
+    ) -> SuperResolutionOutput:
+        """features (N, F, r, r), opacity (N, 1, r, r), source (1 or N, 3, 4r, 4r) -> the frame."""
+        n = features.shape[0]
+        src0, src1, src2 = source_features if source_features is not None else self.encode_source(source)
+        expand = lambda t: t.expand(n, -1, -1, -1) if t.shape[0] == 1 else t  # noqa: E731
+        x = self.coarse(torch.cat([features, opacity, expand(src2)], dim=1))
+        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), expand(src1)], dim=1))
+        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), expand(src0)], dim=1))
+        residual, mask_logit = self.out(x).split([3, 1], dim=1)
+        size = source.shape[-2:]
+        coarse_rgb = F.interpolate(features[:, :3] * 2 - 1, size=size, mode="bilinear", align_corners=False)
+        coarse_alpha = F.interpolate(opacity, size=size, mode="bilinear", align_corners=False)
+        # The mask starts as the render's opacity and learns to cover the source head wherever the pose moved it.
+        mask = torch.sigmoid(torch.logit(coarse_alpha.clamp(1e-4, 1 - 1e-4)) + mask_logit)
+        image = mask * (coarse_rgb + residual) + (1 - mask) * expand(source)
+        return SuperResolutionOutput(image=image, mask=mask)

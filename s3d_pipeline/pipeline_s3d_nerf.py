@@ -1,0 +1,329 @@
+"""S3DNeRFPipeline: one portrait + speech -> a talking-head video, in 3D, single-shot."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+
+from .audio import SAMPLE_RATE, AudioInput, load_audio, num_video_frames
+from .errors import InvalidAudioError, InvalidPoseError
+from .face import ImageInput, PreparedPortrait, prepare_portrait
+from .models import (
+    AudioEncoder,
+    CrossModalDeformationField,
+    HierarchicalAppearanceEncoder,
+    LipSyncDiscriminator,
+    SuperResolution,
+    TriPlaneRenderer,
+)
+from .models.deformation_field import IdentitySlots
+from .pipeline_output import S3DNeRFPipelineOutput
+from .rendering.cameras import pose_to_cam2world
+
+PoseInput = Union[float, Sequence[float], np.ndarray, torch.Tensor]
+
+# Pose ranges the model is trained for (degrees): the synthetic corpus covers these.
+POSE_LIMITS = {"yaw": 30.0, "pitch": 20.0, "roll": 15.0}
+MAX_AUDIO_SECONDS = 600.0
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> from s3d_pipeline import S3DNeRFPipeline, export_to_video
+
+        >>> pipe = S3DNeRFPipeline.from_pretrained("checkpoints/s3d-nerf-demo")
+        >>> out = pipe("assets/portrait.png", "assets/speech.wav", yaw=10)
+        >>> out.frames.shape, out.sync_confidence
+        >>> export_to_video(out, "talking.mp4")
+        ```
+"""
+
+
+@dataclass
+class Identity:
+    """Everything the pipeline derives from the source portrait, once per identity (the single-shot "fit").
+
+    Attributes:
+        portrait: the prepared (aligned) portrait and how to paste results back.
+        source: (1, 3, R, R) aligned source in [-1, 1].
+        triplanes: multi-scale tri-plane, per scale (1, 3, C, H, W).
+        slots: F_agg and its assignment over the face (None for deformation modes without slots).
+        source_features: the super-resolution's source features.
+    """
+
+    portrait: PreparedPortrait
+    source: torch.Tensor
+    triplanes: Tuple[torch.Tensor, ...]
+    slots: Optional[IdentitySlots]
+    source_features: Tuple[torch.Tensor, ...]
+
+
+@dataclass
+class FrameBatch:
+    """A rendered chunk: frames (n, 3, R, R) in [0, 1], depth (n, r, r), attention (n, R, R) or None."""
+
+    frames: torch.Tensor
+    depth: torch.Tensor
+    attention: Optional[torch.Tensor]
+
+
+class S3DNeRFPipeline(DiffusionPipeline):
+    r"""Single-shot speech-driven talking-head synthesis with a 3D (tri-plane NeRF) face (S³D-NeRF).
+
+    Components (roles, PAPER.md):
+        appearance_encoder ([`HierarchicalAppearanceEncoder`]): source portrait -> multi-scale tri-plane.
+        audio_encoder ([`AudioEncoder`]): per-frame speech window -> a_dri.
+        deformation_field ([`CrossModalDeformationField`]): slot attention + cross-attention + U-Net -> Δx.
+        renderer ([`TriPlaneRenderer`]): NeRF decoder and volume rendering -> coarse feature image.
+        super_resolution ([`SuperResolution`]): coarse render + source -> final frame.
+        lip_sync ([`LipSyncDiscriminator`]): the lip-sync score of the result.
+    """
+
+    model_cpu_offload_seq = "appearance_encoder->audio_encoder->deformation_field->renderer->super_resolution->lip_sync"
+
+    def __init__(
+        self,
+        appearance_encoder: HierarchicalAppearanceEncoder,
+        audio_encoder: AudioEncoder,
+        deformation_field: CrossModalDeformationField,
+        renderer: TriPlaneRenderer,
+        super_resolution: SuperResolution,
+        lip_sync: LipSyncDiscriminator,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            appearance_encoder=appearance_encoder,
+            audio_encoder=audio_encoder,
+            deformation_field=deformation_field,
+            renderer=renderer,
+            super_resolution=super_resolution,
+            lip_sync=lip_sync,
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> "S3DNeRFPipeline":
+        """Load from a local folder (offline) or a Hub repo id (downloaded with ``snapshot_download`` first, since
+        diffusers alone refuses third-party component classes from a Hub id). Safetensors only."""
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            from huggingface_hub import snapshot_download
+
+            path = snapshot_download(path, revision=kwargs.pop("revision", None), allow_patterns=["*.json", "*.safetensors", "*.md"])
+        kwargs["use_safetensors"] = True
+        return super().from_pretrained(path, **kwargs)
+
+    @property
+    def resolution(self) -> int:
+        """Output frame size R (the coarse render times the super-resolution's x4)."""
+        return self.renderer.config.ray_resolution * 4
+
+    # ------------------------------------------------------------------ inputs
+    def check_inputs(self, image, audio, fps: float, output_type: str, batch_size: int, mouth_amplitude: float) -> None:
+        if image is None:
+            raise ValueError("`image` is required: a portrait path, PIL image or (H, W, 3) array")
+        if audio is None:
+            raise InvalidAudioError("`audio` is required: a speech file path or a (waveform, sample_rate) tuple")
+        if not (1 <= fps <= 60):
+            raise ValueError(f"`fps` must be between 1 and 60, got {fps}")
+        if output_type not in ("np", "pil", "pt"):
+            raise ValueError(f"`output_type` must be 'np', 'pil' or 'pt', got {output_type!r}")
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
+        if not (0.0 <= mouth_amplitude <= 3.0):
+            raise ValueError(f"`mouth_amplitude` must be between 0 and 3, got {mouth_amplitude}")
+
+    @staticmethod
+    def head_poses(yaw: PoseInput, pitch: PoseInput, roll: PoseInput, num_frames: int) -> torch.Tensor:
+        """Pose offsets from the source pose, each a scalar or a per-frame sequence -> (N, 3) degrees."""
+        columns = []
+        for name, value in (("yaw", yaw), ("pitch", pitch), ("roll", roll)):
+            v = torch.as_tensor(np.asarray(value, dtype=np.float32)).flatten()
+            if v.numel() == 1:
+                v = v.expand(num_frames)
+            elif v.numel() != num_frames:
+                raise InvalidPoseError(f"`{name}` has {v.numel()} values but the audio gives {num_frames} frames: pass a scalar or one value per frame")
+            if not torch.all(torch.isfinite(v)):
+                raise InvalidPoseError(f"`{name}` contains NaN or infinite values")
+            limit = POSE_LIMITS[name]
+            if v.abs().max() > limit:
+                raise InvalidPoseError(f"`{name}` must stay within ±{limit:g}° of the source pose (got {float(v.abs().max()):.1f}°)")
+            columns.append(v)
+        return torch.stack(columns, dim=-1)
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def encode_identity(self, image: ImageInput, aligned: bool = False) -> Identity:
+        """Lift a portrait into the model once (the single-shot step); pass the result back as ``identity=``."""
+        portrait = prepare_portrait(image, aligned=aligned, resolution=self.resolution)
+        source = torch.from_numpy(portrait.aligned).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, R, R)
+        source = source.to(self.device)
+        encoded = self.appearance_encoder(source)
+        return Identity(
+            portrait=portrait,
+            source=source,
+            triplanes=encoded.triplanes,
+            slots=self.deformation_field.encode_identity(encoded.visual_tokens),
+            source_features=self.super_resolution.encode_source(source),
+        )
+
+    @torch.no_grad()
+    def encode_audio(self, waveform: np.ndarray, num_frames: int, fps: float) -> torch.Tensor:
+        """(S,) 16 kHz speech -> per-frame feature windows (N, F, W) for the audio encoder."""
+        return self.audio_encoder.frame_windows(torch.from_numpy(waveform).to(self.device), num_frames, fps)
+
+    @torch.no_grad()
+    def render_frames(
+        self,
+        identity: Identity,
+        audio_windows: torch.Tensor,
+        cam2world: torch.Tensor,
+        mouth_amplitude: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+    ) -> FrameBatch:
+        """The per-frame path for a chunk of n frames: a_dri -> Δx field -> volume render -> super-resolution.
+
+        Args:
+            audio_windows: (n, F, W); cam2world: (n, 4, 4) target cameras in the tri-plane frame.
+        """
+        a_dri = self.audio_encoder(audio_windows)
+        field = self.deformation_field(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled)
+        displacement = None
+        if self.deformation_field.config.mode != "none":
+            displacement = lambda points: mouth_amplitude * self.deformation_field.displacement(field, points)  # noqa: E731
+        coarse = self.renderer(identity.triplanes, cam2world, displacement, generator=generator)
+        final = self.super_resolution(coarse.features, coarse.opacity, identity.source, identity.source_features)
+        frames = final.image.clamp(-1, 1).add(1).div(2)
+        attention = None
+        if field.attention_map is not None:
+            attention = torch.nn.functional.interpolate(field.attention_map[:, None], size=frames.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return FrameBatch(frames=frames, depth=coarse.depth[:, 0], attention=attention)
+
+    def iter_frames(
+        self,
+        identity: Identity,
+        waveform: np.ndarray,
+        poses: torch.Tensor,
+        fps: float,
+        batch_size: int = 8,
+        mouth_amplitude: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+    ) -> Iterator[FrameBatch]:
+        """Yield rendered chunks of up to ``batch_size`` frames in order, for ``poses`` (N, 3)."""
+        num_frames = poses.shape[0]
+        windows = self.encode_audio(waveform, num_frames, fps)
+        cams = pose_to_cam2world(poses[:, 0], poses[:, 1], poses[:, 2]).to(self.device)  # tri-plane frame
+        for start in range(0, num_frames, batch_size):
+            stop = min(start + batch_size, num_frames)
+            yield self.render_frames(identity, windows[start:stop], cams[start:stop], mouth_amplitude, generator)
+
+    @torch.no_grad()
+    def sync_score(self, frames: torch.Tensor, waveform: np.ndarray, fps: float):
+        """Lip-sync confidence and AV offset of aligned frames (N, 3, R, R) in [0, 1] against the speech."""
+        return self.lip_sync.score(frames, torch.from_numpy(waveform), fps)
+
+    # ------------------------------------------------------------------ call
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: Optional[ImageInput] = None,
+        audio: Optional[AudioInput] = None,
+        *,
+        yaw: PoseInput = 0.0,
+        pitch: PoseInput = 0.0,
+        roll: PoseInput = 0.0,
+        fps: float = 25.0,
+        identity: Optional[Identity] = None,
+        aligned: bool = False,
+        mouth_amplitude: float = 1.0,
+        batch_size: int = 8,
+        generator: Optional[torch.Generator] = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        compute_sync: bool = True,
+        callback_on_frame_end: Optional[Callable[[int, int], None]] = None,
+    ):
+        r"""Generate a talking-head video.
+
+        Args:
+            image: the source portrait (path, PIL image or (H, W, 3) array). Ignored when ``identity`` is given.
+            audio: speech, a path (wav, mp3, flac, ogg, m4a) or ``(waveform, sample_rate)``; any rate, any channels.
+            yaw, pitch, roll: head-pose offsets from the source pose in degrees, a scalar or one value per frame
+                (limits: yaw ±30, pitch ±20, roll ±15).
+            fps: video frame rate; the video gets ``round(duration * fps)`` frames.
+            identity: the result of :meth:`encode_identity`, to skip re-encoding the same portrait.
+            aligned: the image is already a face crop in the model's framing (skip detection and alignment).
+            mouth_amplitude: scales the speech-driven displacement Δx (1 = as trained, 0 = still face).
+            batch_size: frames rendered together.
+            generator: when given, jitters the ray samples within their bins (reproducible for a seed);
+                without it, samples sit at bin centres.
+            output_type: "np" (N, H, W, 3) uint8, "pil" list of images, or "pt" (N, 3, H, W) floats in [0, 1].
+            return_dict: return an [`S3DNeRFPipelineOutput`] rather than a tuple.
+            compute_sync: score the result with the lip-sync discriminator.
+            callback_on_frame_end: called as ``callback(frames_done, total_frames)`` after each chunk.
+
+        Returns:
+            [`S3DNeRFPipelineOutput`] or ``(frames, sync_confidence)``.
+        """
+        # 1. Check inputs
+        self.check_inputs(image if identity is None else identity, audio, fps, output_type, batch_size, mouth_amplitude)
+
+        # 2. Load the speech; the video length follows from it
+        waveform = load_audio(audio)
+        if waveform.size / SAMPLE_RATE > MAX_AUDIO_SECONDS:
+            raise InvalidAudioError(f"the audio lasts {waveform.size / SAMPLE_RATE:.0f} s; the limit is {MAX_AUDIO_SECONDS:.0f} s: split it into shorter clips")
+        num_frames = num_video_frames(waveform.size, fps)
+        waveform = np.pad(waveform, (0, max(0, round(num_frames / fps * SAMPLE_RATE) - waveform.size)))[: round(num_frames / fps * SAMPLE_RATE)]
+
+        # 3. Head poses (offsets from the source pose) per frame
+        poses = self.head_poses(yaw, pitch, roll, num_frames)
+
+        # 4. Encode the identity (once)
+        if identity is None:
+            identity = self.encode_identity(image, aligned=aligned)
+
+        # 5. Render frames chunk by chunk
+        frames, depths, attentions = [], [], []
+        with self.progress_bar(total=num_frames) as progress:
+            for chunk in self.iter_frames(identity, waveform, poses, fps, batch_size, mouth_amplitude, generator):
+                frames.append(chunk.frames.cpu())
+                depths.append(chunk.depth.cpu())
+                if chunk.attention is not None:
+                    attentions.append(chunk.attention.cpu())
+                progress.update(chunk.frames.shape[0])
+                if callback_on_frame_end is not None:
+                    callback_on_frame_end(sum(f.shape[0] for f in frames), num_frames)
+        video = torch.cat(frames)  # (N, 3, R, R) in [0, 1]
+
+        # 6. Lip-sync score
+        score = self.sync_score(video, waveform, fps) if compute_sync else None
+
+        # 7. Post-process
+        output = self._postprocess(video, output_type)
+        if not return_dict:
+            return output, (score.confidence if score is not None else None)
+        return S3DNeRFPipelineOutput(
+            frames=output,
+            fps=float(fps),
+            audio=waveform,
+            sample_rate=SAMPLE_RATE,
+            sync_confidence=score.confidence if score is not None else None,
+            sync_offset=score.offset if score is not None else None,
+            depth=torch.cat(depths).numpy(),
+            attention_map=torch.cat(attentions).numpy() if attentions else None,
+            backend={"face": identity.portrait.backend, "audio": self.audio_encoder.config.frontend},
+        )
+
+    @staticmethod
+    def _postprocess(video: torch.Tensor, output_type: str):
+        if output_type == "pt":
+            return video
+        array = (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, H, W, 3)
+        if output_type == "pil":
+            return [PIL.Image.fromarray(f) for f in array]
+        return array

@@ -1,0 +1,361 @@
+"""Offscreen rasterizer for the synthetic heads (moderngl on EGL; Mesa's llvmpipe on CPU machines).
+
+The projection reproduces :func:`s3d_pipeline.rendering.cameras.project` exactly: a world point goes to the
+OpenCV camera frame with ``inv(cam2world)``, then ``u = f x / z + 0.5``, ``v = f y / z + 0.5`` (normalized,
+v down). In clip space that is ``(2 f x, -2 f y, ., z)``; rows are flipped on read-back so row 0 is the top
+(v = 0). A pixel index ``(row, col)`` covers ``v`` in ``[row, row + 1) / H``, so pixel coordinates are
+normalized coordinates times the image size.
+
+Outputs per frame: sRGB colour, head mask (coverage of any head geometry, 4x multisampled), and camera-space
+depth ``z`` (0 on the backdrop). Lights live in the head frame, so a head turning under fixed lights is
+rendered as the same shading seen from a moving camera: the radiance is view-consistent except specular.
+
+Shading: per-pixel wrapped diffuse from a key and a fill light, a sky/ground ambient term scaled by the
+vertex ambient occlusion, Blinn-Phong specular, and procedural detail painted from canonical coordinates
+(skin noise and pores, freckles, blush, eyes with iris, pupil, lids and lashes, brows, lips, nostrils, hair
+strands, teeth). The painted layout uses the same formulas as :mod:`.head` (lip profile, lids, brow line).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ...rendering.cameras import FOCAL
+from .head import BROW_SPAN, VERTEX_FLOATS, FaceState
+from .identity import Identity
+
+NEAR, FAR = 1.0, 5.0
+
+_VERTEX_SHADER = """
+#version 330
+uniform mat4 u_world2cam;
+uniform float u_focal;
+in vec3 in_pos; in vec3 in_nrm; in vec3 in_can; in vec2 in_attr;
+out vec3 v_pos; out vec3 v_nrm; out vec3 v_can; out vec2 v_attr; out float v_z;
+void main() {
+    vec4 pc = u_world2cam * vec4(in_pos, 1.0);
+    v_pos = in_pos; v_nrm = in_nrm; v_can = in_can; v_attr = in_attr; v_z = pc.z;
+    float zc = (pc.z * (%(far)f + %(near)f) - 2.0 * %(far)f * %(near)f) / (%(far)f - %(near)f);
+    gl_Position = vec4(2.0 * u_focal * pc.x, -2.0 * u_focal * pc.y, zc, pc.z);
+}
+""" % {"near": NEAR, "far": FAR}
+
+_NOISE = """
+float hash(vec3 p) { p = fract(p * 0.3183099 + 0.1); p *= 17.0; return fract(p.x * p.y * p.z * (p.x + p.y + p.z)); }
+float vnoise(vec3 x) {
+    vec3 i = floor(x); vec3 f = fract(x); f = f * f * (3.0 - 2.0 * f);
+    return mix(mix(mix(hash(i), hash(i + vec3(1, 0, 0)), f.x), mix(hash(i + vec3(0, 1, 0)), hash(i + vec3(1, 1, 0)), f.x), f.y),
+               mix(mix(hash(i + vec3(0, 0, 1)), hash(i + vec3(1, 0, 1)), f.x), mix(hash(i + vec3(0, 1, 1)), hash(i + vec3(1, 1, 1)), f.x), f.y), f.z);
+}
+float fbm(vec3 x) { float s = 0.0, a = 0.5; for (int i = 0; i < 4; i++) { s += a * vnoise(x); x *= 2.03; a *= 0.5; } return s; }
+"""
+
+_FRAGMENT_SHADER = (
+    """
+#version 330
+uniform vec3 u_cam_pos, u_key_dir, u_key_col, u_fill_col, u_noise_offset;
+uniform float u_ambient, u_spec, u_shine;
+uniform vec3 u_skin, u_lip, u_hair, u_brow, u_iris, u_teeth;
+uniform float u_skin_noise, u_freckles, u_blush;
+uniform vec4 u_eye;        // eye_x, eye_w, eye_h, iris_r
+uniform vec4 u_eye_state;  // blink right, blink left, gaze x, gaze y
+uniform vec4 u_mouth;      // mouth_y, mouth_w, lip_upper, lip_lower
+uniform vec2 u_nose;       // tip y, half-width
+uniform vec3 u_brow_geo;   // brow_y, thickness, arch
+uniform vec2 u_brow_span;
+in vec3 v_pos; in vec3 v_nrm; in vec3 v_can; in vec2 v_attr; in float v_z;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_depth;
+"""
+    + _NOISE
+    + """
+float lip_profile(float x, float hw) { return sqrt(clamp(1.0 - (x / hw) * (x / hw), 0.0, 1.0)); }
+float upper_lid(float q, float h, float blink) {
+    float shape = clamp(1.0 - q * q, 0.0, 1.0);
+    float lower = -0.55 * h * (1.0 - 0.3 * blink) * pow(shape, 0.8);
+    return (1.0 - blink) * h * pow(shape, 0.6) + blink * lower;
+}
+float lower_lid(float q, float h, float blink) {
+    return -0.55 * h * (1.0 - 0.3 * blink) * pow(clamp(1.0 - q * q, 0.0, 1.0), 0.8);
+}
+
+// Face paint on skin: returns albedo and writes specular strength / shininess overrides.
+vec3 paint_face(vec3 albedo, vec3 c, inout float spec, inout float shine) {
+    float x = c.x, y = c.y;
+    float ex = u_eye.x, ew = u_eye.y, eh = u_eye.z, ir = u_eye.w;
+    for (int k = 0; k < 2; k++) {
+        float s = k == 0 ? -1.0 : 1.0;
+        float blink = k == 0 ? u_eye_state.x : u_eye_state.y;
+        vec2 d = vec2(x - s * ex, y);
+        float q = d.x / ew;
+        // Darker skin around the eye, a crease above the lid.
+        albedo *= 1.0 - 0.18 * exp(-dot(d, d) / (0.03 * 0.03));
+        float crease_y = eh * pow(clamp(1.0 - q * q, 0.0, 1.0), 0.5) + 0.011;
+        albedo *= 1.0 - 0.3 * exp(-pow((d.y - crease_y) / 0.003, 2.0)) * step(abs(q), 1.1);
+        if (abs(q) < 1.0) {
+            float up = upper_lid(q, eh, blink), lo = lower_lid(q, eh, blink);
+            if (d.y < up && d.y > lo) {
+                vec2 g = d - s * vec2(0.0, 0.0) - u_eye_state.zw;
+                float r = length(g) / ir;
+                vec3 sclera = vec3(0.78, 0.74, 0.70) * (1.0 - 0.35 * abs(q) * abs(q));
+                float streak = vnoise(vec3(atan(g.y, g.x) * 6.0, r * 3.0, 0.0) + u_noise_offset);
+                vec3 iris = u_iris * (0.6 + 0.8 * streak) * (1.0 - 0.5 * smoothstep(0.75, 1.0, r));
+                vec3 eye = mix(iris, sclera, smoothstep(0.95, 1.05, r));
+                eye = mix(vec3(0.01), eye, smoothstep(0.38, 0.46, r));
+                // Shadow of the upper lid and lashes on the eyeball.
+                eye *= 0.45 + 0.55 * smoothstep(0.0, 0.6 * eh, up - d.y);
+                albedo = eye; spec = 0.9; shine = 120.0;
+            } else if (d.y >= up && d.y < up + 0.0035 + 0.002 * (1.0 - q * q)) {
+                albedo = u_brow * 0.3;  // lashes
+            } else if (d.y <= lo && d.y > lo - 0.0015) {
+                albedo *= 0.6;
+            }
+        }
+        // Brows.
+        float bx = s * (x - s * ex);
+        float span = clamp((bx / ew - u_brow_span.x) / (u_brow_span.y - u_brow_span.x), 0.0, 1.0);
+        float line = u_brow_geo.x + u_brow_geo.z * (1.0 - pow((bx - 0.25 * ew) / (1.3 * ew), 2.0));
+        float half_t = 0.5 * u_brow_geo.y * (1.15 - 0.7 * span);
+        float inside = smoothstep(u_brow_span.x * ew - 0.002, u_brow_span.x * ew + 0.004, bx)
+                     * smoothstep(u_brow_span.y * ew + 0.002, u_brow_span.y * ew - 0.006, bx)
+                     * smoothstep(half_t, half_t * 0.5, abs(y - line));
+        float hairs = 0.6 + 0.8 * vnoise(vec3(x * 900.0, y * 250.0, 3.0) + u_noise_offset);
+        albedo = mix(albedo, u_brow * hairs, inside * 0.95);
+    }
+    // Nostrils.
+    for (int k = 0; k < 2; k++) {
+        float s = k == 0 ? -1.0 : 1.0;
+        vec2 d = (vec2(x, y) - vec2(s * 0.75 * u_nose.y, u_nose.x - 0.012)) / vec2(0.0065, 0.0032);
+        albedo *= 1.0 - 0.85 * smoothstep(1.0, 0.4, length(d));
+    }
+    // Lips.
+    float ym = u_mouth.x, mw = u_mouth.y;
+    float prof = lip_profile(x, mw);
+    float bow = 1.0 - 0.2 * exp(-0.5 * pow(x / (0.12 * mw), 2.0));
+    float tu = u_mouth.z * pow(prof, 0.7) * bow, tl = u_mouth.w * pow(prof, 0.9);
+    float lip = y >= ym ? smoothstep(tu + 0.0015, tu - 0.0015, y - ym) : smoothstep(tl + 0.0015, tl - 0.0015, ym - y);
+    lip *= step(0.02, prof);
+    float lines = 0.9 + 0.1 * vnoise(vec3(x * 1500.0, y * 120.0, 7.0));
+    albedo = mix(albedo, u_lip * lines, lip);
+    spec = mix(spec, spec * 2.5, lip);
+    albedo *= 1.0 - 0.55 * exp(-pow((y - ym) / 0.0018, 2.0)) * smoothstep(0.0, 0.15, prof + 0.05);
+    // Blush on the cheeks.
+    float cheeks = exp(-(pow(abs(x) - 0.072, 2.0) + pow(y + 0.065, 2.0)) / (0.035 * 0.035));
+    albedo = mix(albedo, albedo * vec3(1.15, 0.8, 0.8), u_blush * cheeks);
+    return albedo;
+}
+
+void main() {
+    float material = v_attr.x, shade = v_attr.y;
+    vec3 c = v_can;
+    vec3 n = normalize(v_nrm);
+    vec3 view = normalize(u_cam_pos - v_pos);
+    if (dot(n, view) < 0.0) n = -n;
+    float spec = u_spec, shine = u_shine, ao = 1.0;
+    vec3 albedo;
+    if (material < 0.5) {  // skin
+        vec3 q = c * 60.0 + u_noise_offset;
+        albedo = u_skin * (1.0 + u_skin_noise * (fbm(q) - 0.5));
+        albedo *= 1.0 - 0.12 * smoothstep(0.55, 0.9, vnoise(c * 700.0 + u_noise_offset));  // pores
+        albedo *= 1.0 - u_freckles * 0.45 * smoothstep(0.72, 0.8, vnoise(c * 260.0 + u_noise_offset.yzx));
+        spec *= 0.6 + 0.8 * vnoise(c * 300.0);
+        if (c.z > 0.0) albedo = paint_face(albedo, c, spec, shine);
+        ao = shade;
+    } else if (material < 1.5) {  // hair
+        if (shade < 0.0) discard;
+        float az = atan(c.x, c.z);
+        float strands = vnoise(vec3(az * 90.0, c.y * 9.0, 1.0) + u_noise_offset);
+        strands = 0.5 * strands + 0.5 * vnoise(vec3(az * 260.0, c.y * 25.0, 2.0));
+        albedo = u_hair * (0.45 + 1.1 * strands);
+        spec = 0.12; shine = 18.0;
+        ao = 0.75 + 0.25 * smoothstep(0.0, 3.0, shade);
+    } else if (material < 2.5) {  // teeth
+        float gap = abs(fract(c.x / 0.016) - 0.5);
+        albedo = u_teeth * (0.55 + 0.45 * smoothstep(0.5, 0.38, gap)) * (0.5 + 0.5 * smoothstep(0.011, 0.002, abs(c.y)));
+        spec = 0.3; shine = 40.0;
+    } else {  // mouth cavity: dark, tongue below
+        albedo = mix(vec3(0.12, 0.025, 0.025), vec3(0.35, 0.09, 0.09), smoothstep(-0.1, -0.6, c.y)) * 0.5;
+        ao = 0.35; spec = 0.0;
+    }
+    vec3 l = normalize(u_key_dir);
+    vec3 fill_dir = normalize(vec3(-u_key_dir.x, 0.2, 1.0));
+    float wrap = 0.25;
+    vec3 diffuse = u_key_col * max(0.0, (dot(n, l) + wrap) / (1.0 + wrap))
+                 + u_fill_col * max(0.0, (dot(n, fill_dir) + wrap) / (1.0 + wrap));
+    vec3 ambient = u_ambient * mix(vec3(0.55, 0.5, 0.48), vec3(1.0, 1.0, 1.05), 0.5 + 0.5 * n.y);
+    vec3 h = normalize(l + view);
+    float sp = spec * pow(max(0.0, dot(n, h)), shine) * (shine + 8.0) / 8.0;
+    vec3 color = albedo * (diffuse * mix(1.0, ao, 0.6) + ambient * ao) + sp * u_key_col * ao * 0.25;
+    color = color / (1.0 + 0.2 * color);
+    f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    f_depth = vec4(v_z, 0.0, 0.0, 0.0);
+}
+"""
+)
+
+_BACKGROUND_VS = """
+#version 330
+in vec2 in_xy;
+out vec2 v_uv;
+void main() { v_uv = in_xy * 0.5 + 0.5; gl_Position = vec4(in_xy, 0.999, 1.0); }
+"""
+
+_BACKGROUND_FS = (
+    """
+#version 330
+uniform vec3 u_a, u_b, u_noise_offset;
+uniform float u_angle, u_noise, u_scale;
+in vec2 v_uv;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_depth;
+"""
+    + _NOISE
+    + """
+void main() {
+    vec2 dir = vec2(cos(u_angle), sin(u_angle));
+    float t = clamp(dot(v_uv - 0.5, dir) + 0.5, 0.0, 1.0);
+    vec3 color = mix(u_a, u_b, t);
+    float blotch = fbm(vec3(v_uv * u_scale, 0.0) + u_noise_offset) - 0.5;
+    float grain = vnoise(vec3(v_uv * 180.0, 1.0) + u_noise_offset) - 0.5;
+    color *= 1.0 + u_noise * (1.6 * blotch + 0.4 * grain);
+    f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 0.0);
+    f_depth = vec4(0.0);
+}
+"""
+)
+
+
+def create_context():
+    """A headless OpenGL 3.3 context on EGL; raises ``RuntimeError`` with the reason if there is none."""
+    import moderngl
+
+    try:
+        return moderngl.create_standalone_context(backend="egl")
+    except Exception as exc:  # moderngl raises plain Exception subclasses for missing EGL / drivers
+        raise RuntimeError(f"no headless OpenGL (EGL) context available: {exc}") from exc
+
+
+class Rasterizer:
+    """Renders :class:`~.head.HeadModel` vertices of one identity at a time.
+
+    Args:
+        resolution: output frames are (resolution, resolution).
+        samples: multisample count for anti-aliasing.
+    """
+
+    def __init__(self, resolution: int = 256, samples: int = 4):
+        import moderngl
+
+        self.ctx = create_context()
+        self.resolution = resolution
+        size = (resolution, resolution)
+        samples = min(samples, self.ctx.max_samples)
+        self._msaa = self.ctx.framebuffer(
+            color_attachments=[self.ctx.renderbuffer(size, 4, samples=samples), self.ctx.renderbuffer(size, 4, samples=samples, dtype="f4")],
+            depth_attachment=self.ctx.depth_renderbuffer(size, samples=samples),
+        )
+        self._resolved = self.ctx.framebuffer(
+            color_attachments=[self.ctx.renderbuffer(size, 4), self.ctx.renderbuffer(size, 4, dtype="f4")]
+        )
+        self._head_prog = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self._bg_prog = self.ctx.program(vertex_shader=_BACKGROUND_VS, fragment_shader=_BACKGROUND_FS)
+        quad = np.array([-1, -1, 3, -1, -1, 3], dtype="f4")  # one triangle covering the screen
+        self._bg_vao = self.ctx.vertex_array(self._bg_prog, [(self.ctx.buffer(quad.tobytes()), "2f", "in_xy")])
+        self._head_vao = None
+        self._vbo = None
+        self._depth_test = moderngl.DEPTH_TEST
+
+    def set_identity(self, identity: Identity, triangles: np.ndarray, num_vertices: int) -> None:
+        """Upload the identity's appearance uniforms and its fixed mesh topology."""
+        p = identity
+        if self._head_vao is not None:
+            self._head_vao.release()
+            self._vbo.release()
+            self._ibo.release()
+        self._vbo = self.ctx.buffer(reserve=num_vertices * VERTEX_FLOATS * 4, dynamic=True)
+        self._ibo = self.ctx.buffer(np.ascontiguousarray(triangles, dtype="i4").tobytes())
+        self._head_vao = self.ctx.vertex_array(
+            self._head_prog, [(self._vbo, "3f 3f 3f 2f", "in_pos", "in_nrm", "in_can", "in_attr")], self._ibo
+        )
+        uniforms = {
+            "u_focal": FOCAL,
+            "u_key_dir": p.key_dir,
+            "u_key_col": p.key_col,
+            "u_fill_col": p.fill_col,
+            "u_noise_offset": p.noise_offset,
+            "u_ambient": p.ambient,
+            "u_spec": p.spec,
+            "u_shine": p.shininess,
+            "u_skin": p.skin,
+            "u_lip": p.lip,
+            "u_hair": p.hair,
+            "u_brow": p.brow,
+            "u_iris": p.iris,
+            "u_teeth": p.teeth,
+            "u_skin_noise": p.skin_noise,
+            "u_freckles": p.freckles,
+            "u_blush": p.blush,
+            "u_eye": (p.eye_x, p.eye_w, p.eye_h, p.iris_r),
+            "u_mouth": (p.mouth_y, p.mouth_w, p.lip_upper, p.lip_lower),
+            "u_nose": (-p.nose_len, p.nose_w),
+            "u_brow_geo": (p.brow_y, p.brow_thick, p.brow_arch),
+            "u_brow_span": BROW_SPAN,
+        }
+        self._set(self._head_prog, uniforms)
+        self._set(
+            self._bg_prog,
+            {
+                "u_a": p.bg_a,
+                "u_b": p.bg_b,
+                "u_angle": p.bg_angle,
+                "u_noise": p.bg_noise,
+                "u_scale": p.bg_scale,
+                "u_noise_offset": p.noise_offset,
+            },
+        )
+
+    @staticmethod
+    def _set(prog, values) -> None:
+        for name, value in values.items():
+            if name in prog:  # the GLSL compiler drops unused uniforms
+                prog[name].value = value
+
+    def render(self, vertices: np.ndarray, cam2world: np.ndarray, state: FaceState) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw one frame.
+
+        Args:
+            vertices: (N, VERTEX_FLOATS) world-space vertices from ``HeadModel.vertices``.
+            cam2world: (4, 4) OpenCV camera-to-world matrix.
+            state: the frame's face state (eyelids and gaze are painted by the shader).
+
+        Returns:
+            rgb (H, W, 3) uint8, mask (H, W) uint8 (255 = head), depth (H, W) float32 camera-space z (0 = empty).
+        """
+        world2cam = np.linalg.inv(np.asarray(cam2world, dtype=np.float64))
+        self._head_prog["u_world2cam"].write(world2cam.T.astype("f4").tobytes())  # GLSL matrices are column-major
+        self._set(
+            self._head_prog,
+            {
+                "u_cam_pos": tuple(np.asarray(cam2world, dtype=np.float64)[:3, 3]),
+                "u_eye_state": (state.blink_r, state.blink_l, state.gaze[0], state.gaze[1]),
+            },
+        )
+        self._vbo.write(np.ascontiguousarray(vertices, dtype="f4").tobytes())
+        self._msaa.use()
+        self._msaa.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.disable(self._depth_test)
+        self._bg_vao.render()
+        self.ctx.enable(self._depth_test)
+        self._head_vao.render()
+        self.ctx.copy_framebuffer(self._resolved, self._msaa)
+        res = self.resolution
+        color = np.frombuffer(self._resolved.read(components=4, attachment=0), np.uint8).reshape(res, res, 4)
+        depth = np.frombuffer(self._resolved.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(res, res)
+        color, depth = color[::-1], depth[::-1]  # GL rows start at the bottom
+        coverage = color[..., 3].astype(np.float32) / 255.0
+        # Multisample resolve averaged depth with the backdrop's 0: undo it by the coverage.
+        depth = np.where(coverage > 0.5, depth / np.maximum(coverage, 1e-3), 0.0).astype(np.float32)
+        mask = np.where(coverage > 0.5, 255, 0).astype(np.uint8)
+        return np.ascontiguousarray(color[..., :3]), mask, depth

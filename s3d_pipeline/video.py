@@ -298,7 +298,8 @@ def iter_video(path: Union[str, os.PathLike], *, fps: Optional[float] = None) ->
         meta = next(reader)
     except (IOError, RuntimeError, StopIteration) as exc:
         reader.close()
-        raise InvalidVideoError(f"could not decode a video stream from {path!r}: {exc}".strip()) from exc
+        last_line = ([line for line in str(exc).splitlines() if line.strip()] or ["no video stream"])[-1]
+        raise InvalidVideoError(f"could not decode a video stream from {path!r} ({last_line.strip()})") from exc
     width, height = meta["size"]
     info = VideoInfo(fps=float(fps or meta["fps"]), size=(height, width), duration=float(meta.get("duration") or 0.0))
 

@@ -7,7 +7,6 @@ Features (ours, PAPER.md): 80-bin log-mel at 100 Hz (25 ms window, 10 ms hop) fr
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Tuple, Union
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from .errors import InvalidAudioError
+from .video import extract_audio
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # 100 mel frames per second
@@ -24,18 +24,6 @@ N_MELS = 80
 MEL_RATE = SAMPLE_RATE / HOP_LENGTH
 
 AudioInput = Union[str, os.PathLike, Tuple[np.ndarray, int]]
-
-
-def _decode_with_ffmpeg(path: str) -> np.ndarray:
-    """Decode anything ffmpeg reads (m4a, webm, mp4, ...) to 16 kHz mono float32."""
-    import imageio_ffmpeg
-
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", path, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-        raise InvalidAudioError(f"could not decode audio {path!r}: {message[0]}. Use a wav, mp3, flac, ogg or m4a file.")
-    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
 def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -64,7 +52,7 @@ def load_audio(audio: AudioInput) -> np.ndarray:
             waveform, sample_rate = sf.read(path, dtype="float32", always_2d=True)
             waveform = waveform.mean(axis=1)
         except (sf.LibsndfileError, RuntimeError, TypeError):
-            waveform, sample_rate = _decode_with_ffmpeg(path), SAMPLE_RATE
+            waveform, sample_rate = extract_audio(path, SAMPLE_RATE), SAMPLE_RATE
     elif isinstance(audio, tuple) and len(audio) == 2:
         waveform, sample_rate = np.asarray(audio[0], dtype=np.float32), int(audio[1])
         if waveform.ndim == 2:  # channels on the short axis

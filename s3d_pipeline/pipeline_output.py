@@ -24,8 +24,8 @@ class S3DNeRFPipelineOutput(BaseOutput):
         sync_confidence: SyncNet-style confidence (median minus minimum audio-visual distance over +-15 frame
             offsets) from the lip-sync discriminator; None when the clip is shorter than one sync window.
         sync_offset: audio-visual offset in frames at the minimum distance (0 = in sync).
-        depth: (N, h, w) float32 rendered depth of the coarse render (camera-space z).
-        attention_map: (N, H, W) float32 in [0, 1], the cross-modal attention mapped back onto the source face
+        depth: (N, h, w) float32 depth of the coarse render (distance along the ray), in the aligned crop.
+        attention_map: (N, R, R) float32 in [0, 1], the cross-modal attention mapped back onto the aligned face
             (high where the audio moves the face).
         backend: which face / audio backends ran, for honesty in logs and the app.
     """

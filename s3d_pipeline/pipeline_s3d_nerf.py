@@ -13,7 +13,7 @@ from diffusers import DiffusionPipeline
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio, num_video_frames
 from .errors import InvalidAudioError, InvalidPoseError
-from .face import ImageInput, PreparedPortrait, prepare_portrait
+from .face import ImageInput, PreparedPortrait, paste_back, prepare_portrait
 from .models import (
     AudioEncoder,
     CrossModalDeformationField,
@@ -240,6 +240,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         fps: float = 25.0,
         identity: Optional[Identity] = None,
         aligned: bool = False,
+        crop: Optional[bool] = None,
         mouth_amplitude: float = 1.0,
         batch_size: int = 8,
         generator: Optional[torch.Generator] = None,
@@ -258,6 +259,8 @@ class S3DNeRFPipeline(DiffusionPipeline):
             fps: video frame rate; the video gets ``round(duration * fps)`` frames.
             identity: the result of :meth:`encode_identity`, to skip re-encoding the same portrait.
             aligned: the image is already a face crop in the model's framing (skip detection and alignment).
+            crop: return the aligned face crop (True) or the whole photo with the head pasted back (False).
+                Default: full frame for a photo, the crop for a pre-aligned face.
             mouth_amplitude: scales the speech-driven displacement Δx (1 = as trained, 0 = still face).
             batch_size: frames rendered together.
             generator: when given, jitters the ray samples within their bins (reproducible for a seed);
@@ -288,23 +291,24 @@ class S3DNeRFPipeline(DiffusionPipeline):
             identity = self.encode_identity(image, aligned=aligned)
 
         # 5. Render frames chunk by chunk
-        frames, depths, attentions = [], [], []
+        if crop is None:
+            crop = identity.portrait.backend == "pre-aligned"
+        crops, frames, depths, attentions = [], [], [], []
         with self.progress_bar(total=num_frames) as progress:
             for chunk in self.iter_frames(identity, waveform, poses, fps, batch_size, mouth_amplitude, generator):
-                frames.append(chunk.frames.cpu())
+                crops.append(chunk.frames.cpu())
+                frames.append(crops[-1] if crop else self._paste_back(crops[-1], identity.portrait))
                 depths.append(chunk.depth.cpu())
                 if chunk.attention is not None:
                     attentions.append(chunk.attention.cpu())
                 progress.update(chunk.frames.shape[0])
                 if callback_on_frame_end is not None:
                     callback_on_frame_end(sum(f.shape[0] for f in frames), num_frames)
-        video = torch.cat(frames)  # (N, 3, R, R) in [0, 1]
-
-        # 6. Lip-sync score
-        score = self.sync_score(video, waveform, fps) if compute_sync else None
+        # 6. Lip-sync score, on the aligned crops the discriminator was trained on
+        score = self.sync_score(torch.cat(crops), waveform, fps) if compute_sync else None
 
         # 7. Post-process
-        output = self._postprocess(video, output_type)
+        output = self._postprocess(torch.cat(frames), output_type)
         if not return_dict:
             return output, (score.confidence if score is not None else None)
         return S3DNeRFPipelineOutput(
@@ -318,6 +322,12 @@ class S3DNeRFPipeline(DiffusionPipeline):
             attention_map=torch.cat(attentions).numpy() if attentions else None,
             backend={"face": identity.portrait.backend, "audio": self.audio_encoder.config.frontend},
         )
+
+    @staticmethod
+    def _paste_back(frames: torch.Tensor, portrait: PreparedPortrait) -> torch.Tensor:
+        """Aligned frames (n, 3, R, R) in [0, 1] -> the photo with the head pasted back (n, 3, H, W)."""
+        pasted = paste_back(frames.permute(0, 2, 3, 1).numpy(), portrait)  # (n, H, W, 3) uint8
+        return torch.from_numpy(pasted).permute(0, 3, 1, 2).float().div(255.0)
 
     @staticmethod
     def _postprocess(video: torch.Tensor, output_type: str):

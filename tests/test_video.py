@@ -1,30 +1,17 @@
 """mp4 writing and reading through imageio-ffmpeg's ffmpeg."""
 
 import re
-import subprocess
 from types import SimpleNamespace
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from conftest import probe_media
 from s3d_pipeline.errors import InvalidAudioError, InvalidVideoError
 from s3d_pipeline.video import VideoWriter, export_to_video, extract_audio, iter_video, read_video
 
 FPS = 25
 SR = 16000
-
-
-def _probe(path):
-    """Stream codecs, duration in seconds and tags from ``ffmpeg -i`` (imageio-ffmpeg ships no ffprobe)."""
-    log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
-    h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", log).groups()
-    return SimpleNamespace(
-        video=re.findall(r"Stream #\S+.*?: Video: (\w+).*?(\d+)x(\d+)", log),
-        audio=re.findall(r"Stream #\S+.*?: Audio: (\w+)", log),
-        duration=int(h) * 3600 + int(m) * 60 + float(s),
-        log=log,
-    )
 
 
 def _clip(n=30, h=64, w=80, seconds=None):
@@ -42,7 +29,7 @@ def _clip(n=30, h=64, w=80, seconds=None):
 def test_export_writes_h264_and_aac_with_audio_length_and_tags(tmp_path):
     out = _clip()
     path = export_to_video(out, tmp_path / "talk.mp4", metadata={"comment": "AI-generated"})
-    info = _probe(path)
+    info = probe_media(path)
     assert [v[0] for v in info.video] == ["h264"]
     assert info.audio == ["aac"]
     assert abs(info.duration - len(out.audio) / SR) <= 1.0 / FPS
@@ -89,7 +76,7 @@ def test_streaming_writer_and_resampled_reading(tmp_path):
 
 def test_audio_is_fitted_to_the_video_duration(tmp_path):
     clip = _clip(n=25, seconds=3.0)  # 1 s of video, 3 s of audio
-    info = _probe(export_to_video(clip, tmp_path / "fit.mp4"))
+    info = probe_media(export_to_video(clip, tmp_path / "fit.mp4"))
     assert abs(info.duration - 1.0) <= 1.0 / FPS
 
 

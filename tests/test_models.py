@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from s3d_pipeline.configs import architecture, build_components
+from s3d_pipeline.models import CrossModalDeformationField, LipSyncDiscriminator
+from s3d_pipeline.rendering.cameras import frontal_cam2world
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return build_components(architecture("tiny"), seed=0)
+
+
+def _inputs(parts, frames=3):
+    torch.manual_seed(1)
+    enc = parts["appearance_encoder"](torch.rand(1, 3, 64, 64) * 2 - 1)
+    a = parts["audio_encoder"](torch.randn(frames, 80, 16))
+    return enc, a
+
+
+def test_appearance_encoder_gives_four_scale_triplanes(parts):
+    enc, _ = _inputs(parts)
+    assert [tuple(t.shape) for t in enc.triplanes] == [(1, 3, 8, 16, 16), (1, 3, 8, 8, 8), (1, 3, 8, 4, 4), (1, 3, 8, 2, 2)]
+    assert enc.visual_tokens.shape == (1, 16, 24)
+
+
+def test_audio_encoder_depends_on_its_window(parts):
+    a1 = parts["audio_encoder"](torch.zeros(1, 80, 16))
+    a2 = parts["audio_encoder"](torch.ones(1, 80, 16))
+    assert a1.tokens.shape == (1, 2, 16) and a1.pooled.shape == (1, 16)
+    assert not torch.allclose(a1.pooled, a2.pooled)
+
+
+@pytest.mark.parametrize("mode", ["cross_attention", "concat", "naive", "none"])
+@torch.no_grad()
+def test_every_deformation_variant_runs_and_bounds_displacement(parts, mode):
+    cfg = dict(architecture("tiny")["deformation_field"], mode=mode)
+    torch.manual_seed(0)
+    field_model = CrossModalDeformationField(**cfg)
+    for p in field_model.parameters():  # leave the zero-initialised start so Δx is non-trivial
+        torch.nn.init.normal_(p, std=0.5)
+    enc, a = _inputs(parts)
+    slots = field_model.encode_identity(enc.visual_tokens)
+    field = field_model(slots, enc.triplanes, a.tokens, a.pooled)
+    points = torch.rand(3, 50, 3) * 0.6 - 0.3
+    delta = field_model.displacement(field, points)
+    assert delta.shape == points.shape
+    assert float(delta.abs().max()) <= field_model.config.max_displacement + 1e-6
+    if mode == "none":
+        assert float(delta.abs().max()) == 0.0
+    else:
+        assert float(delta.abs().max()) > 0.0
+    if mode == "cross_attention":
+        assert field.attention_map.shape == (3, 4, 4)
+        assert float(field.attention_map.min()) >= 0.0 and abs(float(field.attention_map.amax(dim=(1, 2)).min()) - 1.0) < 1e-5
+        assert torch.allclose(field.cross_attention.sum(-1), torch.ones(3, 3), atol=1e-5)
+    else:
+        assert field.attention_map is None
+
+
+def test_untrained_deformation_starts_at_zero_displacement(parts):
+    enc, a = _inputs(parts)
+    field_model = parts["deformation_field"]
+    field = field_model(field_model.encode_identity(enc.visual_tokens), enc.triplanes, a.tokens, a.pooled)
+    assert float(field_model.displacement(field, torch.rand(3, 10, 3)).abs().max()) == 0.0
+
+
+def test_renderer_outputs_and_displacement_changes_the_render(parts):
+    enc, _ = _inputs(parts)
+    renderer = parts["renderer"]
+    cams = frontal_cam2world()[None].repeat(2, 1, 1)
+    still = renderer(enc.triplanes, cams)
+    moved = renderer(enc.triplanes, cams, lambda p: torch.full_like(p, 0.05))
+    assert still.features.shape == (2, 8, 16, 16) and still.depth.shape == (2, 1, 16, 16)
+    assert float(still.opacity.min()) >= 0.0 and float(still.opacity.max()) <= 1.0
+    assert not torch.allclose(still.features, moved.features)
+    assert moved.displacement.shape == (2, 16 * 16 * 16, 3)
+
+
+def test_super_resolution_keeps_the_source_where_nothing_is_rendered(parts):
+    sr = parts["super_resolution"]
+    source = torch.rand(1, 3, 64, 64) * 2 - 1
+    out = sr(torch.rand(2, 8, 16, 16), torch.zeros(2, 1, 16, 16), source)
+    assert out.image.shape == (2, 3, 64, 64)
+    # Untrained, the mask equals the render's opacity: zero opacity shows the source untouched.
+    assert torch.allclose(out.image, source.expand(2, -1, -1, -1), atol=1e-3)
+
+
+class _LoudnessSync(LipSyncDiscriminator):
+    """Embeddings from brightness (video) and energy (audio), to check the offset search exactly."""
+
+    def embed_video(self, crops):
+        v = crops.mean(dim=(2, 3, 4))  # (B, T)
+        return torch.nn.functional.normalize(v - v.mean(dim=1, keepdim=True) + 1e-6, dim=-1)
+
+    def embed_audio(self, mel):
+        e = mel.exp().sum(1).reshape(mel.shape[0], self.config.num_frames, -1).mean(-1)  # (B, T) per frame step
+        return torch.nn.functional.normalize(e - e.mean(dim=1, keepdim=True) + 1e-6, dim=-1)
+
+
+@pytest.mark.parametrize("shift", [0, 3, -4])
+def test_sync_score_finds_the_audio_visual_offset(shift):
+    torch.manual_seed(0)
+    fps, n = 25, 60
+    loud = (torch.rand(n + 40) > 0.5).float()  # a random on/off pattern per frame
+    brightness = loud[20 + shift : 20 + shift + n]  # the video shows the audio's frame i + shift
+    frames = brightness[:, None, None, None].expand(n, 3, 32, 32).clone()
+    samples = torch.repeat_interleave(loud[20:20 + n], 16000 // fps) * torch.sin(torch.arange(n * 640) * 0.3)
+    sync = _LoudnessSync(crop_size=(16, 32))
+    score = sync.score(frames, samples, fps, max_offset=6)
+    assert score.offset == shift
+    assert score.confidence > 0
+    assert score.distances.shape == (13,)
+
+
+def test_sync_score_needs_enough_frames():
+    assert LipSyncDiscriminator(crop_size=(16, 32)).score(torch.rand(3, 3, 32, 32), torch.randn(2000), 25) is None

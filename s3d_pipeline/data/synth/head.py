@@ -116,6 +116,7 @@ class HeadModel:
         self.triangles = np.concatenate([t + o for t, o in zip(parts, offsets)]).astype(np.int32)
         self.scale, self.translation = 1.0, np.zeros(3)
         self._fit_framing()
+        self._build_template()
 
     # ------------------------------------------------------------------ canonical surface and static shape
     def _ellipsoid(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -146,7 +147,7 @@ class HeadModel:
         for s in (-1.0, 1.0):
             socket += bump(x, y, s * p.eye_x, 0.004, 0.036, 0.026)
             r2 = ((x - s * p.eye_x) ** 2 + y**2) / (1.3 * p.eye_w) ** 2
-            dz += 0.012 * np.sqrt(np.clip(1.0 - r2, 0.0, None))  # eyeball under the lids
+            dz += 0.012 * np.clip(1.0 - r2, 0.0, None) ** 1.5  # eyeball under the lids, blending into the socket
             dz += p.brow_ridge * bump(x, y, s * 0.95 * p.eye_x, p.brow_y + 0.006, 0.045, 0.016)
             dz += p.cheek * bump(x, y, s * 0.072, -0.065, 0.04, 0.035)
             dz += 0.45 * p.nose_h * bump(x, y, s * 1.1 * p.nose_w, tip - 0.006, 0.011, 0.009)  # nostril wings
@@ -242,6 +243,7 @@ class HeadModel:
         slit_front = np.abs(lon) < np.pi / 2
         open_cols = slit_front & (np.abs(slit_x) < p.mouth_w) & (np.abs(np.roll(slit_x, -1)) < p.mouth_w)
         keep[n_low - 1, open_cols] = False
+        self._slit_cols = open_cols | np.roll(open_cols, 1)
         self._skull_tris = grid_triangles(_HEAD_ROWS, _HEAD_COLS, wrap=True, keep=keep)
         self._part_sizes = [len(can)]
 
@@ -319,8 +321,8 @@ class HeadModel:
         lon_c = np.linspace(-np.pi, np.pi, cols, endpoint=False)
         lon_g, lat_g = np.meshgrid(lon_c, lat_c)
         unit = np.stack([np.cos(lat_g) * np.sin(lon_g), np.sin(lat_g), np.cos(lat_g) * np.cos(lon_g)], -1)
-        radii = np.array([1.0 * p.mouth_w, 0.032, 0.04])
-        centre = np.array([0.0, ym - 0.008, face_z.max() - p.lip_protrude - 0.045])
+        radii = np.array([1.25 * p.mouth_w, 0.045, 0.04])
+        centre = np.array([0.0, ym - 0.01, face_z.max() - p.lip_protrude - 0.075])
         self._cavity_rest = unit * radii + centre  # (rows, cols, 3)
         self._cavity_unit = unit.reshape(-1, 3)
         self._cavity_jaw = smoothstep(0.3, -0.3, unit[..., 1]).reshape(-1)
@@ -350,33 +352,60 @@ class HeadModel:
         ).astype(np.float32)
 
     # ------------------------------------------------------------------ per-frame outputs
+    def _build_template(self) -> None:
+        """Per-vertex buffer with everything that does not change between frames already filled in."""
+        p = self.p
+        self._skull_active = np.flatnonzero(
+            (self._skull_can[:, 2] > -0.06) & (self._skull_can[:, 1] < p.brow_y + 0.1)
+        )  # vertices any articulation can move
+        teeth_can = self._teeth_rest.reshape(-1, 3) - [0.0, p.mouth_y, 0.0]
+        n_skull, n_cavity = len(self._skull_can), len(self._cavity_unit)
+        zeros = lambda n: np.zeros((n, 3))  # noqa: E731 - positions and normals filled per frame
+        template = np.concatenate(
+            [
+                self._pack(self._skull_static, zeros(n_skull), self._skull_can, SKIN, self._skull_ao),
+                self._neck,
+                self._hair,
+                self._pack(zeros(n_cavity), zeros(n_cavity), self._cavity_unit, CAVITY, 1.0),
+                self._pack(zeros(len(teeth_can)), zeros(len(teeth_can)), teeth_can, TEETH, 1.0),
+            ]
+        )
+        bounds = np.cumsum([0] + self._part_sizes)
+        self._slices = {name: slice(a, b) for name, a, b in zip(("skull", "neck", "hair", "cavity", "teeth"), bounds[:-1], bounds[1:])}
+        # Static parts go to world coordinates once.
+        for name in ("neck", "hair"):
+            template[self._slices[name], :3] = template[self._slices[name], :3] * self.scale + self.translation
+        self._template = template
+
     def vertices(self, st: FaceState) -> np.ndarray:
         """All vertices in world coordinates for one frame: -> (N, VERTEX_FLOATS) float32."""
-        skull = self._articulate(self._skull_can, self._skull_static, self._skull_side, st)
+        out = self._template.copy()
+        act = self._skull_active
+        skull = self._skull_static.copy()
+        skull[act] = self._articulate(self._skull_can[act], self._skull_static[act], self._skull_side[act], st)
         grid = skull.reshape(_HEAD_ROWS, _HEAD_COLS, 3)
-        k = self._skull_split
-        # Normals of the two sides of the slit separately, so the lips keep their edge.
-        nrm = np.concatenate([grid_normals(grid[:k], wrap=True), grid_normals(grid[k:], wrap=True)], 0)
-        parts = [
-            self._pack(skull, nrm.reshape(-1, 3), self._skull_can, SKIN, self._skull_ao),
-            self._neck,
-            self._hair,
-        ]
+        k, cols = self._skull_split, self._slit_cols
+        # Smooth normals everywhere except along the open part of the slit, where each lip keeps its edge:
+        # there the row direction comes from one side only.
+        nrm = grid_normals(grid, wrap=True)
+        for row, d_row in ((k - 1, grid[k - 1] - grid[k - 2]), (k, grid[k + 1] - grid[k])):
+            d_col = np.roll(grid[row], -1, axis=0) - np.roll(grid[row], 1, axis=0)
+            n = np.cross(d_col, d_row)[cols]
+            nrm[row, cols] = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+        out[self._slices["skull"], :3] = skull
+        out[self._slices["skull"], 3:6] = nrm.reshape(-1, 3)
         cavity = self._cavity_rest.reshape(-1, 3).copy()
         cavity[:, 1:] = self._rotate_jaw(cavity[:, 1:], st.jaw_open * self._cavity_jaw)
-        cavity_grid = cavity.reshape(*self._cavity_shape, 3)
-        parts.append(
-            self._pack(cavity, grid_normals(cavity_grid, wrap=True).reshape(-1, 3), self._cavity_unit, CAVITY, 1.0)
-        )
+        out[self._slices["cavity"], :3] = cavity
+        out[self._slices["cavity"], 3:6] = grid_normals(cavity.reshape(*self._cavity_shape, 3), wrap=True).reshape(-1, 3)
         teeth = self._teeth_rest.reshape(-1, 3).copy()
         teeth[:, 1:] = self._rotate_jaw(teeth[:, 1:], st.jaw_open * self._teeth_lower)
-        teeth_grid = teeth.reshape(10, 36, 3)
-        teeth_nrm = np.concatenate([grid_normals(teeth_grid[:5], False), grid_normals(teeth_grid[5:], False)], 0)
-        teeth_can = self._teeth_rest.reshape(-1, 3) - [0.0, self.p.mouth_y, 0.0]
-        parts.append(self._pack(teeth, teeth_nrm.reshape(-1, 3), teeth_can, TEETH, 1.0))
-        verts = np.concatenate(parts, 0)
-        verts[:, :3] = verts[:, :3] * self.scale + self.translation
-        return verts
+        strips = teeth.reshape(2, 5, 36, 3)  # (upper / lower, rows, cols, 3)
+        out[self._slices["teeth"], :3] = teeth
+        out[self._slices["teeth"], 3:6] = np.stack([grid_normals(g, wrap=False) for g in strips]).reshape(-1, 3)
+        for name in ("skull", "cavity", "teeth"):
+            out[self._slices[name], :3] = out[self._slices[name], :3] * self.scale + self.translation
+        return out
 
     def landmark_canonical(self, st: FaceState) -> Tuple[np.ndarray, np.ndarray]:
         """The 68 iBUG landmarks in canonical x, y (68, 2) and their mouth-line side (68,)."""

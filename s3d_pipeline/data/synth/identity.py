@@ -162,7 +162,7 @@ def sample_identity(base_seed: int, split: str, index: int) -> Identity:
     u = rng.uniform
 
     skin = _mix(_SKIN_TONES, rng)
-    lip = np.clip(skin * np.array([0.95, 0.62, 0.62]) + np.array([0.06, 0.0, 0.01]) * u(0.3, 1.0), 0, 1)
+    lip = np.clip(skin * np.array([0.85, 0.48, 0.5]) + np.array([0.08, 0.0, 0.01]) * u(0.3, 1.0), 0, 1)
     hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * u(0.8, 1.2)
     hair_style = HAIR_STYLES[rng.choice(len(HAIR_STYLES), p=[0.15, 0.4, 0.3, 0.15])]
     # Brows are usually darker than scalp hair, especially for light hair.
@@ -176,8 +176,8 @@ def sample_identity(base_seed: int, split: str, index: int) -> Identity:
     key = np.array([u(-0.9, 0.9), u(0.1, 0.8), u(0.6, 1.2)])
     key /= np.linalg.norm(key)
     warmth = u(-0.12, 0.12)
-    key_col = np.array([1.0 + warmth, 1.0, 1.0 - warmth]) * u(2.0, 2.8)
-    fill_col = np.array([1.0 - warmth, 1.0, 1.0 + warmth]) * u(0.3, 0.7)
+    key_col = np.array([1.0 + warmth, 1.0, 1.0 - warmth]) * u(2.2, 3.2)
+    fill_col = np.array([1.0 - warmth, 1.0, 1.0 + warmth]) * u(0.15, 0.45)
 
     jaw_taper = u(0.12, 0.32)
     return Identity(
@@ -207,9 +207,9 @@ def sample_identity(base_seed: int, split: str, index: int) -> Identity:
         lip_upper=u(0.008, 0.014),
         lip_lower=u(0.010, 0.017),
         lip_protrude=u(0.006, 0.012),
-        jaw_max_deg=u(13.0, 18.0),
+        jaw_max_deg=u(11.0, 15.0),
         brow_y=u(0.030, 0.040),
-        brow_thick=u(0.007, 0.012),
+        brow_thick=u(0.009, 0.015),
         brow_arch=u(0.002, 0.008),
         skin=_tuple(skin),
         lip=_tuple(lip),
@@ -231,7 +231,7 @@ def sample_identity(base_seed: int, split: str, index: int) -> Identity:
         key_dir=_tuple(key),
         key_col=_tuple(key_col),
         fill_col=_tuple(fill_col),
-        ambient=u(0.25, 0.45),
+        ambient=u(0.15, 0.3),
         spec=u(0.04, 0.14),
         shininess=u(12.0, 40.0),
         frame_dx=u(-0.015, 0.015),

@@ -6,8 +6,9 @@ v down). In clip space that is ``(2 f x, -2 f y, ., z)``; rows are flipped on re
 (v = 0). A pixel index ``(row, col)`` covers ``v`` in ``[row, row + 1) / H``, so pixel coordinates are
 normalized coordinates times the image size.
 
-Outputs per frame: sRGB colour, head mask (coverage of any head geometry, 4x multisampled), and camera-space
-depth ``z`` (0 on the backdrop). Lights live in the head frame, so a head turning under fixed lights is
+Outputs per frame: sRGB colour, head mask (any head geometry), and camera-space depth ``z`` (0 on the
+backdrop). The backdrop is drawn once per identity and composited under the head; there is no multisampling
+(Mesa's llvmpipe shades every sample, which would multiply the cost per frame). Back faces are culled. Lights live in the head frame, so a head turning under fixed lights is
 rendered as the same shading seen from a moving camera: the radiance is view-consistent except specular.
 
 Shading: per-pixel wrapped diffuse from a key and a fill light, a sky/ground ambient term scaled by the
@@ -49,7 +50,7 @@ float vnoise(vec3 x) {
     return mix(mix(mix(hash(i), hash(i + vec3(1, 0, 0)), f.x), mix(hash(i + vec3(0, 1, 0)), hash(i + vec3(1, 1, 0)), f.x), f.y),
                mix(mix(hash(i + vec3(0, 0, 1)), hash(i + vec3(1, 0, 1)), f.x), mix(hash(i + vec3(0, 1, 1)), hash(i + vec3(1, 1, 1)), f.x), f.y), f.z);
 }
-float fbm(vec3 x) { float s = 0.0, a = 0.5; for (int i = 0; i < 4; i++) { s += a * vnoise(x); x *= 2.03; a *= 0.5; } return s; }
+float fbm(vec3 x) { return 0.67 * vnoise(x) + 0.33 * vnoise(x * 2.03); }
 """
 
 _FRAGMENT_SHADER = (
@@ -85,7 +86,7 @@ float lower_lid(float q, float h, float blink) {
 vec3 paint_face(vec3 albedo, vec3 c, inout float spec, inout float shine) {
     float x = c.x, y = c.y;
     float ex = u_eye.x, ew = u_eye.y, eh = u_eye.z, ir = u_eye.w;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && y > -0.04 && y < 0.08; k++) {  // eyes and brows
         float s = k == 0 ? -1.0 : 1.0;
         float blink = k == 0 ? u_eye_state.x : u_eye_state.y;
         vec2 d = vec2(x - s * ex, y);
@@ -121,29 +122,32 @@ vec3 paint_face(vec3 albedo, vec3 c, inout float spec, inout float shine) {
         float inside = smoothstep(u_brow_span.x * ew - 0.002, u_brow_span.x * ew + 0.004, bx)
                      * smoothstep(u_brow_span.y * ew + 0.002, u_brow_span.y * ew - 0.006, bx)
                      * smoothstep(half_t, half_t * 0.5, abs(y - line));
-        float hairs = 0.6 + 0.8 * vnoise(vec3(x * 900.0, y * 250.0, 3.0) + u_noise_offset);
-        albedo = mix(albedo, u_brow * hairs, inside * 0.95);
+        if (inside > 0.0) {
+            float hairs = 0.6 + 0.8 * vnoise(vec3(x * 900.0, y * 250.0, 3.0) + u_noise_offset);
+            albedo = mix(albedo, u_brow * hairs, inside * 0.95);
+        }
     }
     // Nostrils.
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && abs(y - u_nose.x) < 0.03; k++) {
         float s = k == 0 ? -1.0 : 1.0;
         vec2 d = (vec2(x, y) - vec2(s * 0.75 * u_nose.y, u_nose.x - 0.012)) / vec2(0.0065, 0.0032);
         albedo *= 1.0 - 0.85 * smoothstep(1.0, 0.4, length(d));
     }
+    // Blush on the cheeks.
+    float cheeks = exp(-(pow(abs(x) - 0.072, 2.0) + pow(y + 0.065, 2.0)) / (0.035 * 0.035));
+    albedo = mix(albedo, albedo * vec3(1.15, 0.8, 0.8), u_blush * cheeks);
     // Lips.
     float ym = u_mouth.x, mw = u_mouth.y;
+    if (abs(y - ym) > 0.03) return albedo;
     float prof = lip_profile(x, mw);
     float bow = 1.0 - 0.2 * exp(-0.5 * pow(x / (0.12 * mw), 2.0));
     float tu = u_mouth.z * pow(prof, 0.7) * bow, tl = u_mouth.w * pow(prof, 0.9);
     float lip = y >= ym ? smoothstep(tu + 0.0015, tu - 0.0015, y - ym) : smoothstep(tl + 0.0015, tl - 0.0015, ym - y);
     lip *= step(0.02, prof);
-    float lines = 0.9 + 0.1 * vnoise(vec3(x * 1500.0, y * 120.0, 7.0));
+    float lines = 0.93 + 0.07 * sin(x * 2500.0 + 3.0 * sin(y * 300.0));
     albedo = mix(albedo, u_lip * lines, lip);
     spec = mix(spec, spec * 2.5, lip);
-    albedo *= 1.0 - 0.55 * exp(-pow((y - ym) / 0.0018, 2.0)) * smoothstep(0.0, 0.15, prof + 0.05);
-    // Blush on the cheeks.
-    float cheeks = exp(-(pow(abs(x) - 0.072, 2.0) + pow(y + 0.065, 2.0)) / (0.035 * 0.035));
-    albedo = mix(albedo, albedo * vec3(1.15, 0.8, 0.8), u_blush * cheeks);
+    albedo *= 1.0 - 0.55 * exp(-pow((y - ym) / 0.0018, 2.0)) * smoothstep(0.0, 0.1, prof);
     return albedo;
 }
 
@@ -158,16 +162,17 @@ void main() {
     if (material < 0.5) {  // skin
         vec3 q = c * 60.0 + u_noise_offset;
         albedo = u_skin * (1.0 + u_skin_noise * (fbm(q) - 0.5));
-        albedo *= 1.0 - 0.12 * smoothstep(0.55, 0.9, vnoise(c * 700.0 + u_noise_offset));  // pores
-        albedo *= 1.0 - u_freckles * 0.45 * smoothstep(0.72, 0.8, vnoise(c * 260.0 + u_noise_offset.yzx));
-        spec *= 0.6 + 0.8 * vnoise(c * 300.0);
+        float pores = vnoise(c * 700.0 + u_noise_offset);
+        albedo *= 1.0 - 0.12 * smoothstep(0.55, 0.9, pores);
+        if (u_freckles > 0.0) albedo *= 1.0 - u_freckles * 0.45 * smoothstep(0.72, 0.8, vnoise(c * 260.0 + u_noise_offset.yzx));
+        spec *= 0.5 + pores;
         if (c.z > 0.0) albedo = paint_face(albedo, c, spec, shine);
         ao = shade;
     } else if (material < 1.5) {  // hair
         if (shade < 0.0) discard;
         float az = atan(c.x, c.z);
-        float strands = vnoise(vec3(az * 90.0, c.y * 9.0, 1.0) + u_noise_offset);
-        strands = 0.5 * strands + 0.5 * vnoise(vec3(az * 260.0, c.y * 25.0, 2.0));
+        float strands = 0.5 * vnoise(vec3(az * 90.0, c.y * 9.0, 1.0) + u_noise_offset)
+                      + 0.5 * vnoise(vec3(az * 260.0, c.y * 25.0, 2.0));
         albedo = u_hair * (0.45 + 1.1 * strands);
         spec = 0.12; shine = 18.0;
         ao = 0.75 + 0.25 * smoothstep(0.0, 3.0, shade);
@@ -181,7 +186,7 @@ void main() {
     }
     vec3 l = normalize(u_key_dir);
     vec3 fill_dir = normalize(vec3(-u_key_dir.x, 0.2, 1.0));
-    float wrap = 0.25;
+    float wrap = 0.15;
     vec3 diffuse = u_key_col * max(0.0, (dot(n, l) + wrap) / (1.0 + wrap))
                  + u_fill_col * max(0.0, (dot(n, fill_dir) + wrap) / (1.0 + wrap));
     vec3 ambient = u_ambient * mix(vec3(0.55, 0.5, 0.48), vec3(1.0, 1.0, 1.05), 0.5 + 0.5 * n.y);
@@ -245,27 +250,25 @@ class Rasterizer:
         samples: multisample count for anti-aliasing.
     """
 
-    def __init__(self, resolution: int = 256, samples: int = 4):
+    def __init__(self, resolution: int = 256):
         import moderngl
 
         self.ctx = create_context()
         self.resolution = resolution
         size = (resolution, resolution)
-        samples = min(samples, self.ctx.max_samples)
-        self._msaa = self.ctx.framebuffer(
-            color_attachments=[self.ctx.renderbuffer(size, 4, samples=samples), self.ctx.renderbuffer(size, 4, samples=samples, dtype="f4")],
-            depth_attachment=self.ctx.depth_renderbuffer(size, samples=samples),
+        self._fbo = self.ctx.framebuffer(
+            color_attachments=[self.ctx.renderbuffer(size, 4), self.ctx.renderbuffer(size, 4, dtype="f4")],
+            depth_attachment=self.ctx.depth_renderbuffer(size),
         )
-        self._resolved = self.ctx.framebuffer(
-            color_attachments=[self.ctx.renderbuffer(size, 4), self.ctx.renderbuffer(size, 4, dtype="f4")]
-        )
+        # Outward faces wind counter-clockwise on screen (the y flip of the projection included).
+        self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self._head_prog = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
         self._bg_prog = self.ctx.program(vertex_shader=_BACKGROUND_VS, fragment_shader=_BACKGROUND_FS)
         quad = np.array([-1, -1, 3, -1, -1, 3], dtype="f4")  # one triangle covering the screen
         self._bg_vao = self.ctx.vertex_array(self._bg_prog, [(self.ctx.buffer(quad.tobytes()), "2f", "in_xy")])
         self._head_vao = None
         self._vbo = None
-        self._depth_test = moderngl.DEPTH_TEST
+        self._background = np.zeros((resolution, resolution, 3), np.uint8)
 
     def set_identity(self, identity: Identity, triangles: np.ndarray, num_vertices: int) -> None:
         """Upload the identity's appearance uniforms and its fixed mesh topology."""
@@ -315,6 +318,10 @@ class Rasterizer:
                 "u_noise_offset": p.noise_offset,
             },
         )
+        self._fbo.use()
+        self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self._bg_vao.render()
+        self._background = self._read()[0][..., :3].copy()
 
     @staticmethod
     def _set(prog, values) -> None:
@@ -343,19 +350,17 @@ class Rasterizer:
             },
         )
         self._vbo.write(np.ascontiguousarray(vertices, dtype="f4").tobytes())
-        self._msaa.use()
-        self._msaa.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.ctx.disable(self._depth_test)
-        self._bg_vao.render()
-        self.ctx.enable(self._depth_test)
+        self._fbo.use()
+        self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self._head_vao.render()
-        self.ctx.copy_framebuffer(self._resolved, self._msaa)
+        color, depth = self._read()
+        head = color[..., 3] > 127
+        rgb = np.where(head[..., None], color[..., :3], self._background)
+        return rgb, np.where(head, 255, 0).astype(np.uint8), np.where(head, depth, 0.0).astype(np.float32)
+
+    def _read(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Colour (H, W, 4) uint8 and depth (H, W) float32 of the framebuffer, row 0 at the top."""
         res = self.resolution
-        color = np.frombuffer(self._resolved.read(components=4, attachment=0), np.uint8).reshape(res, res, 4)
-        depth = np.frombuffer(self._resolved.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(res, res)
-        color, depth = color[::-1], depth[::-1]  # GL rows start at the bottom
-        coverage = color[..., 3].astype(np.float32) / 255.0
-        # Multisample resolve averaged depth with the backdrop's 0: undo it by the coverage.
-        depth = np.where(coverage > 0.5, depth / np.maximum(coverage, 1e-3), 0.0).astype(np.float32)
-        mask = np.where(coverage > 0.5, 255, 0).astype(np.uint8)
-        return np.ascontiguousarray(color[..., :3]), mask, depth
+        color = np.frombuffer(self._fbo.read(components=4, attachment=0), np.uint8).reshape(res, res, 4)
+        depth = np.frombuffer(self._fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(res, res)
+        return color[::-1], depth[::-1]  # GL rows start at the bottom

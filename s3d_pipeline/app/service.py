@@ -1,0 +1,261 @@
+"""The demo's engine wrapper: requests from the UI or the API in, checked and turned into pipeline calls;
+video, score and pictures out. Free of any UI library, so it is tested directly and could serve another front end.
+
+One :class:`TalkingHeadService` wraps one pipeline for the life of the server. It keeps the last few encoded
+identities (the single-shot step), so moving a slider re-renders a preview without re-encoding the portrait.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..audio import SAMPLE_RATE, load_audio, num_video_frames
+from ..face import invert_affine, warp_to_crop
+from ..motion import MOTION_PRESETS, head_motion
+from ..video import VideoWriter
+from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, ROLL, YAW, AppConfig, InvalidControlError
+from .consent import require_consent
+from .inputs import load_portrait, load_speech
+from .sync_report import SyncReading, read_sync, reference_confidence, sync_over_time
+from .visuals import attention_overlay, depth_preview
+from .watermark import VIDEO_METADATA, mark_frames
+
+ProgressCallback = Callable[[float, str], None]
+IDENTITY_CACHE_SIZE = 4
+
+
+@dataclass
+class GenerationRequest:
+    """Everything a user sets: file paths as the UI hands them over, and the controls."""
+
+    image: Optional[str]
+    audio: Optional[str] = None
+    text: Optional[str] = None
+    consent: bool = False
+    yaw: float = YAW.default
+    pitch: float = PITCH.default
+    roll: float = ROLL.default
+    motion: str = "still"
+    mouth_amplitude: float = MOUTH.default
+    fps: float = FPS.default
+    framing: str = FRAMINGS[0]
+    seed: int = 0
+
+
+@dataclass
+class GenerationResult:
+    """A finished video and what to show about it.
+
+    Attributes:
+        video: the mp4 (H.264 + AAC, watermarked, tagged).
+        confidence, offset: the pipeline's lip-sync score (None for clips under one sync window).
+        reading: the score in words.
+        sync_plot: sync over time (columns ``time (s)``, ``sync``), empty when not scored.
+        attention: (R, R, 3) uint8 cross-attention heatmap over the face, or None for models without it.
+        depth: (R, R, 3) uint8 depth preview of the middle frame.
+        warnings: things the user should know (several faces, framing not supported, ...).
+        backend: which face and audio backends ran.
+    """
+
+    video: Path
+    confidence: Optional[float]
+    offset: Optional[int]
+    reading: SyncReading
+    sync_plot: pd.DataFrame
+    attention: Optional[np.ndarray]
+    depth: np.ndarray
+    warnings: List[str] = field(default_factory=list)
+    backend: Dict[str, str] = field(default_factory=dict)
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    """Default progress callback: report nothing."""
+
+
+class TalkingHeadService:
+    """Checks requests and runs the pipeline for the app.
+
+    Args:
+        pipe: an :class:`~s3d_pipeline.S3DNeRFPipeline`.
+        config: the app's limits.
+        output_dir: where videos are written (a new temporary folder by default); files older than
+            ``config.output_max_age`` are removed as new ones are made.
+    """
+
+    def __init__(self, pipe, config: AppConfig = AppConfig(), output_dir: Optional[Path] = None):
+        self.pipe = pipe
+        self.config = config
+        self.output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="s3d-nerf-app-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        # Older pipelines always return the face crop; newer ones take crop=True/False.
+        self.supports_framing = "crop" in inspect.signature(pipe.__call__).parameters
+        self._identities: "OrderedDict[str, object]" = OrderedDict()
+        self._identity_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ inputs
+    def identity(self, image: Optional[str]):
+        """The encoded portrait (the pipeline's ``Identity``), from the cache when this image was seen recently.
+
+        Raises:
+            InvalidImageError, FaceNotFoundError, FaceTooSmallError: as the pipeline reports them.
+        """
+        rgb, key = load_portrait(image)
+        with self._identity_lock:
+            if key in self._identities:
+                self._identities.move_to_end(key)
+                return self._identities[key]
+            identity = self.pipe.encode_identity(rgb)
+            self._identities[key] = identity
+            if len(self._identities) > IDENTITY_CACHE_SIZE:
+                self._identities.popitem(last=False)
+            return identity
+
+    def _check_controls(self, request: GenerationRequest) -> None:
+        """Consent first, then every control against the ranges the UI offers."""
+        require_consent(request.consent)
+        for spec in (YAW, PITCH, ROLL, MOUTH, FPS):
+            setattr(request, spec.name, spec.check(getattr(request, spec.name)))
+        if request.motion not in MOTION_PRESETS:
+            raise InvalidControlError(f"Head motion must be one of {', '.join(MOTION_PRESETS)}, got {request.motion!r}")
+        if request.framing not in FRAMINGS:
+            raise InvalidControlError(f"Output must be one of {', '.join(FRAMINGS)}, got {request.framing!r}")
+        seed = request.seed if request.seed is not None else 0
+        if not (float(seed).is_integer() and 0 <= seed <= MAX_SEED):
+            raise InvalidControlError(f"Seed must be a whole number from 0 to {MAX_SEED}, got {request.seed!r}")
+        request.seed = int(seed)
+
+    def _framing_kwargs(self, request: GenerationRequest, warnings: List[str]) -> dict:
+        if self.supports_framing:
+            return {"crop": request.framing == "face crop"}
+        if request.framing != "face crop":
+            warnings.append("This model version renders the face crop only; full-frame output is not available.")
+        return {}
+
+    # ------------------------------------------------------------------ preview
+    def preview(self, request: GenerationRequest) -> np.ndarray:
+        """One watermarked frame at the slider pose, (H, W, 3) uint8, for instant feedback before a full video.
+
+        The frame is rendered against the loudest moment of the uploaded or recorded speech (so the mouth
+        amplitude shows), or silence when there is none; typed text is only spoken for the full video.
+        """
+        self._check_controls(request)
+        identity = self.identity(request.image)
+        frame_samples = int(round(SAMPLE_RATE / request.fps))
+        snippet = np.zeros(frame_samples, dtype=np.float32)
+        if request.audio:
+            waveform = load_audio(request.audio)
+            frames = waveform[: waveform.size // frame_samples * frame_samples].reshape(-1, frame_samples)  # (N, s)
+            if len(frames):
+                snippet = frames[int(np.argmax((frames**2).mean(axis=1)))]
+        out = self.pipe(
+            identity=identity,
+            audio=(snippet, SAMPLE_RATE),
+            yaw=request.yaw,
+            pitch=request.pitch,
+            roll=request.roll,
+            fps=request.fps,
+            mouth_amplitude=request.mouth_amplitude,
+            generator=torch.Generator().manual_seed(request.seed),
+            compute_sync=False,
+            **self._framing_kwargs(request, []),
+        )
+        return mark_frames(out.frames[:1])[0]
+
+    # ------------------------------------------------------------------ generate
+    def generate(self, request: GenerationRequest, progress: ProgressCallback = _no_progress) -> GenerationResult:
+        """Make the talking-head video for a request.
+
+        Args:
+            request: the user's inputs and controls.
+            progress: called as ``progress(fraction, message)`` at each stage: encoding the identity, loading
+                the audio, each rendered chunk ("frame n of N"), scoring and encoding the video.
+
+        Raises:
+            S3DNeRFError (or a subclass): anything wrong with the request, in words meant for the user.
+        """
+        self._check_controls(request)
+        warnings: List[str] = []
+        progress(0.0, "Encoding identity")
+        identity = self.identity(request.image)
+        warnings += identity.portrait.warnings
+
+        progress(0.1, "Loading audio")
+        waveform = load_speech(request.audio, request.text, self.config, str(self.output_dir))
+        num_frames = num_video_frames(waveform.size, request.fps)
+        motion = head_motion(request.motion, num_frames, request.fps, base=(request.yaw, request.pitch, request.roll))
+
+        def on_frames(done: int, total: int) -> None:
+            progress(0.15 + 0.7 * done / total, f"Rendering frame {done} of {total}")
+
+        out = self.pipe(
+            identity=identity,
+            audio=(waveform, SAMPLE_RATE),
+            fps=request.fps,
+            mouth_amplitude=request.mouth_amplitude,
+            batch_size=self.config.batch_size,
+            generator=torch.Generator().manual_seed(request.seed),
+            callback_on_frame_end=on_frames,
+            **motion.as_kwargs(),
+            **self._framing_kwargs(request, warnings),
+        )
+
+        progress(0.86, "Scoring lip sync")
+        sync_plot = self._sync_over_time(out.frames, identity, out.audio, request.fps)
+        progress(0.9, "Encoding video")
+        video = self._write_video(mark_frames(out.frames), out)
+        face = identity.portrait.aligned
+        return GenerationResult(
+            video=video,
+            confidence=out.sync_confidence,
+            offset=out.sync_offset,
+            reading=read_sync(out.sync_confidence, out.sync_offset, request.fps, reference_confidence(self.pipe)),
+            sync_plot=sync_plot,
+            attention=None if out.attention_map is None else attention_overlay(face, out.attention_map),
+            depth=depth_preview(out.depth, face.shape[0]),
+            warnings=warnings,
+            backend=dict(out.backend or {}),
+        )
+
+    def _sync_over_time(self, frames: np.ndarray, identity, waveform: np.ndarray, fps: float) -> pd.DataFrame:
+        """Per-window sync of the result, scored on aligned face crops as the discriminator expects.
+
+        The pipeline's output carries the clip's confidence and offset but not the per-window distances, so
+        they are scored again here; full-frame output is first warped back into the model's framing.
+        """
+        resolution = identity.portrait.aligned.shape[0]
+        if frames.shape[1:3] != (resolution, resolution):
+            to_crop = invert_affine(identity.portrait.crop_to_original)
+            frames = np.stack([warp_to_crop(frame, to_crop, resolution) for frame in frames])
+        crops = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, R, R)
+        score = self.pipe.sync_score(crops, waveform, fps)
+        if score is None:
+            return pd.DataFrame({"time (s)": [], "sync": []})
+        return sync_over_time(score, fps, self.pipe.lip_sync.config.num_frames)
+
+    def _write_video(self, frames: np.ndarray, out) -> Path:
+        """Frames and the speech into a new tagged mp4 in the output folder (old videos are removed first)."""
+        self._remove_old_outputs()
+        fd, name = tempfile.mkstemp(prefix="talking-head-", suffix=".mp4", dir=self.output_dir)
+        os.close(fd)  # VideoWriter replaces the file atomically when the video is complete
+        path = Path(name)
+        with VideoWriter(path, out.fps, audio=out.audio, sample_rate=out.sample_rate, metadata=VIDEO_METADATA) as writer:
+            writer.write(frames)
+        return path
+
+    def _remove_old_outputs(self) -> None:
+        cutoff = time.time() - self.config.output_max_age
+        for old in self.output_dir.glob("*"):
+            if old.is_file() and old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)

@@ -291,13 +291,17 @@ class LandmarkModel(Protocol):
 
 
 class CascadeDetector:
-    """scikit-image's LBP frontal-face cascade, run on a copy at most ``work_size`` pixels on its long side."""
+    """scikit-image's LBP frontal-face cascade, run on a copy at most ``work_size`` pixels on its long side.
+
+    The cascade's answer depends on the scale it searches at (a face it finds at 320 px it can miss at 384), so
+    when a pass finds nothing the search is repeated at the next of ``work_sizes``.
+    """
 
     name = "lbp-cascade"
 
-    def __init__(self, work_size: int = 320, min_neighbors: int = 8):
+    def __init__(self, work_sizes: Sequence[int] = (320, 256, 416), min_neighbors: int = 8):
         # 320 px keeps a search near 0.2 s; 8 neighbours reject the texture false positives seen at 4.
-        self.work_size = work_size
+        self.work_sizes = tuple(work_sizes)
         self.min_neighbors = min_neighbors
 
     @staticmethod
@@ -309,9 +313,16 @@ class CascadeDetector:
         return skimage.feature.Cascade(skimage.data.lbp_frontal_face_cascade_filename())
 
     def __call__(self, rgb: np.ndarray, min_size: Optional[float] = None, max_size: Optional[float] = None) -> List[FaceBox]:
-        h, w = rgb.shape[:2]
-        scale = min(1.0, self.work_size / max(h, w))
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        for work_size in self.work_sizes:
+            found = self._search(gray, work_size, min_size, max_size)
+            if found:
+                return found
+        return []
+
+    def _search(self, gray: np.ndarray, work_size: int, min_size: Optional[float], max_size: Optional[float]) -> List[FaceBox]:
+        h, w = gray.shape
+        scale = min(1.0, work_size / max(h, w))
         if scale < 1.0:
             gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         lo = max(24, int((min_size or 0) * scale))  # the cascade's window is 24 px

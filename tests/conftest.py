@@ -43,7 +43,7 @@ def probe_media(path):
     log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", log).groups()
     return SimpleNamespace(
-        video=re.findall(r"Stream #\S+.*?: Video: (\w+).*?(\d+)x(\d+)", log),
+        video=re.findall(r"Stream #\S+.*?: Video: (\w+).*?, (\d+)x(\d+)[, ]", log),
         audio=re.findall(r"Stream #\S+.*?: Audio: (\w+)", log),
         duration=int(h) * 3600 + int(m) * 60 + float(s),
         log=log,

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=25.0, help="video frame rate")
     parser.add_argument("--seed", type=int, default=None, help="jitter ray samples reproducibly with this seed")
     parser.add_argument("--aligned", action="store_true", help="the image is already a face crop in the model's framing")
+    parser.add_argument("--crop", action="store_true", help="write the aligned face video instead of the whole photo with the head pasted back")
     parser.add_argument("--batch-size", type=int, default=8, help="frames rendered together")
 
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             roll=args.roll,
             fps=args.fps,
             aligned=args.aligned,
+            crop=True if args.crop else None,
             batch_size=args.batch_size,
             generator=generator,
         )

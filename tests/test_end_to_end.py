@@ -1,0 +1,42 @@
+"""The shipped checkpoint on the bundled assets: the path a user runs first."""
+
+import numpy as np
+import pytest
+
+from conftest import probe_media
+from s3d_pipeline import S3DNeRFPipeline, export_to_video
+from s3d_pipeline.audio import SAMPLE_RATE, load_audio
+from s3d_pipeline.paths import DEFAULT_AUDIO, DEFAULT_CHECKPOINT, DEFAULT_IMAGE
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = S3DNeRFPipeline.from_pretrained(DEFAULT_CHECKPOINT)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def result(pipe):
+    return pipe(str(DEFAULT_IMAGE), str(DEFAULT_AUDIO), yaw=10, crop=True)
+
+
+def test_shipped_checkpoint_renders_the_bundled_example(result):
+    duration = load_audio(DEFAULT_AUDIO).size / SAMPLE_RATE
+    assert abs(len(result.frames) - round(duration * 25)) <= 1
+    assert result.frames.shape[1:] == (256, 256, 3) and result.frames.dtype == np.uint8
+    assert result.frames.std() > 5  # an image, not a blank
+    assert result.sync_confidence is not None and result.backend["face"] != "pre-aligned"
+
+
+def test_export_to_video_keeps_the_speech(result, tmp_path):
+    path = export_to_video(result, tmp_path / "demo.mp4")
+    info = probe_media(path)
+    assert [v[0] for v in info.video] == ["h264"] and info.audio == ["aac"]
+    assert abs(info.duration - result.audio.size / result.sample_rate) <= 1 / 25
+
+
+def test_full_frame_output_has_the_photo_size(pipe):
+    speech = load_audio(DEFAULT_AUDIO)[: SAMPLE_RATE // 5]
+    out = pipe(str(DEFAULT_IMAGE), (speech, SAMPLE_RATE), compute_sync=False)
+    assert out.frames.shape == (5, 384, 384, 3)

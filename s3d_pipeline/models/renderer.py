@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -90,6 +90,7 @@ class TriPlaneRenderer(ModelMixin, ConfigMixin):
         displacement_fn: Optional[DisplacementFn] = None,
         generator: Optional[torch.Generator] = None,
         ray_resolution: Optional[int] = None,
+        ray_window: Optional[Tuple[int, int, int]] = None,
     ) -> RendererOutput:
         """Render B views.
 
@@ -99,11 +100,20 @@ class TriPlaneRenderer(ModelMixin, ConfigMixin):
             displacement_fn: maps points (B, M, 3) to Δx (B, M, 3); None renders undeformed.
             generator: jitters the samples within their bins (training); None samples deterministically.
             ray_resolution: override of the configured rays per side.
+            ray_window: ``(top, left, size)``: render only this square window of the ray grid, at the full grid's
+                ray spacing (training renders patches so the super-resolution sees the scale it runs at).
         """
         cfg = self.config
         res = ray_resolution or cfg.ray_resolution
         batch = cam2world.shape[0]
         origins, dirs = pixel_rays(cam2world, res, cfg.focal)  # (B, N, 3)
+        side = res
+        if ray_window is not None:
+            top, left, side = ray_window
+            if top < 0 or left < 0 or top + side > res or left + side > res:
+                raise ValueError(f"ray_window {ray_window} does not fit a {res}x{res} ray grid")
+            window = lambda t: t.reshape(batch, res, res, 3)[:, top : top + side, left : left + side].reshape(batch, -1, 3)  # noqa: E731
+            origins, dirs = window(origins), window(dirs)  # (B, side*side, 3)
         num_rays = origins.shape[1]
         depths = stratified_depths(batch, num_rays, cfg.num_coarse, cfg.ray_near, cfg.ray_far, device=dirs.device, dtype=dirs.dtype, generator=generator)
         points = origins[:, :, None] + dirs[:, :, None] * depths  # (B, N, S, 3)
@@ -119,7 +129,7 @@ class TriPlaneRenderer(ModelMixin, ConfigMixin):
             if delta is not None:
                 delta = torch.cat([delta, fine_delta], dim=1)
         result = composite(density, feats, depths)
-        to_image = lambda t: t.transpose(1, 2).reshape(batch, -1, res, res)  # (B, N, C) -> (B, C, R, R)  # noqa: E731
+        to_image = lambda t: t.transpose(1, 2).reshape(batch, -1, side, side)  # (B, N, C) -> (B, C, R, R)  # noqa: E731
         return RendererOutput(
             features=to_image(result.features), depth=to_image(result.depth), opacity=to_image(result.opacity), displacement=delta
         )

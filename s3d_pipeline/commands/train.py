@@ -1,0 +1,50 @@
+"""``s3d-nerf train``: pretrain the lip-sync discriminator, then train the generator (see :mod:`s3d_pipeline.training`).
+
+Multi-GPU / multi-node: start the same command with ``accelerate launch`` (e.g. ``accelerate launch
+--num_processes 8 -m s3d_pipeline.cli train ...``); on CPUs, ``accelerate launch --cpu --num_processes 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="demo", help="a named config (demo, paper, tiny, optionally -no_deformation, -naive, -concat, -no_lip_sync) or a .json file (default: demo)")
+    parser.add_argument("--data", type=Path, required=True, help="folder of clip folders (searched recursively)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, samples and the exported pipeline")
+    parser.add_argument("--stage", choices=("syncnet", "generator"), default="generator", help="what to train (default: generator; run syncnet first)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (default: the config's)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage in --out")
+    parser.add_argument("--syncnet", type=Path, default=None, help="pretrained lip-sync discriminator folder (default: <out>/syncnet/lip_sync)")
+    parser.add_argument("--export-pipeline", action="store_true", help="only write <out>/pipeline from the newest generator checkpoint, then exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.config import get_config
+    from ..training.trainer import GeneratorTraining, SyncNetTraining, export_from_checkpoint
+
+    try:
+        config = get_config(args.config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}")
+        return 2
+    if args.max_steps is not None and args.max_steps < 0:
+        print("error: --max-steps must be >= 0")
+        return 2
+    if args.export_pipeline:
+        print(f"pipeline written to {export_from_checkpoint(config, args.out, args.syncnet)}")
+        return 0
+    if not args.data.is_dir():
+        print(f"error: --data {args.data} is not a folder")
+        return 2
+    if args.stage == "syncnet":
+        run_ = SyncNetTraining(config, args.data, args.out, args.max_steps)
+    else:
+        run_ = GeneratorTraining(config, args.data, args.out, args.max_steps, args.syncnet)
+    if args.resume:
+        run_.resume()
+    run_.train()
+    run_.finish()
+    return 0

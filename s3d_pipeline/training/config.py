@@ -1,0 +1,207 @@
+"""Training configurations: typed dataclasses, selectable by name or read from a json file.
+
+Named configs: ``demo`` (trainable on a CPU), ``paper`` (512x512, GPU) and ``tiny`` (tests), each combined with
+an ablation of PAPER.md's table as ``<base>-<ablation>``: ``demo-no_deformation``, ``demo-naive``,
+``demo-concat``, ``demo-no_lip_sync``; ``<base>`` alone is the full model. A json file holds the fields of
+:class:`TrainConfig` (missing fields keep their defaults), e.g. what ``s3d-nerf train`` saves as
+``<out>/train_config.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from ..configs import ARCHITECTURES, architecture
+
+
+@dataclass
+class LossWeights:
+    """λ of each term of L = L_pix + 0.01 L_per + L_adv + 0.5 L_sync + 0.001 L_deform (PAPER.md).
+
+    ``r1_gamma`` (ours, the paper is silent): StyleGAN2's R1 penalty γ/2 E[|∇D(real)|²] on the image discriminator.
+    """
+
+    pixel: float = 1.0
+    perceptual: float = 0.01
+    adversarial: float = 1.0
+    sync: float = 0.5
+    deformation: float = 0.001
+    r1_gamma: float = 1.0
+
+
+@dataclass
+class SyncNetConfig:
+    """Pretraining of the lip-sync discriminator on in-sync vs shifted and mismatched pairs.
+
+    Attributes:
+        steps: optimisation steps of ``--stage syncnet``.
+        batch_size: pairs per step (half in sync, half not).
+        lr: Adam learning rate.
+        min_shift, max_shift: a shifted negative moves the audio by a random offset of this many frames, either sign.
+        mismatched_fraction: share of the negatives whose audio comes from another clip instead of a shift.
+    """
+
+    steps: int = 4000
+    batch_size: int = 32
+    lr: float = 1e-4
+    min_shift: int = 3
+    max_shift: int = 15
+    mismatched_fraction: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data and output folders.
+
+    Attributes:
+        architecture: a name from :data:`s3d_pipeline.configs.ARCHITECTURES`.
+        architecture_overrides: per-component keyword overrides, e.g. ``{"deformation_field": {"mode": "naive"}}``.
+        seed: seeds the weights (identical on every process) and the data order (offset by the process rank).
+        max_steps: generator optimisation steps.
+        batch_size: (source, target window) pairs per step and process.
+        target_frames: T consecutive target frames per pair; the lip-sync loss reads windows of this length, so it
+            must equal the lip-sync discriminator's ``num_frames`` when ``losses.sync`` > 0.
+        lr, discriminator_lr, betas: Adam for the generator components and the image discriminator.
+        patch_rays: side of the square window of the ray grid rendered per step (None: the whole grid). The
+            window is rendered at the inference ray spacing and super-resolved against the matching crop of the
+            source, so the super-resolution trains at the scale it runs at, for a fraction of a frame's cost.
+        mouth_patch_probability: share of steps whose window is centred on the mouth (else anywhere).
+        mixed_precision: "no" or "bf16" (autocast; fp16 is never used: it is ~1000x slower on CPUs).
+        perceptual: "auto" (pretrained VGG-16 when its weights are reachable, else the offline default),
+            "vgg16" (pretrained, fail if unreachable) or "random_vgg16" (the offline default).
+        discriminator_channels: (channel_base, max_channels) of the StyleGAN2-style image discriminator.
+        r1_interval: lazy R1 regularisation every this many steps (StyleGAN2), scaled by the interval.
+        holdout_identities: identities kept out of training for evaluation and sample renders.
+        log_every, eval_every, sample_every, checkpoint_every: intervals in steps (0 disables).
+        keep_checkpoints: how many step checkpoints to keep (the newest).
+    """
+
+    architecture: str = "demo"
+    architecture_overrides: Dict[str, dict] = field(default_factory=dict)
+    seed: int = 0
+    max_steps: int = 100_000
+    batch_size: int = 1
+    target_frames: int = 5
+    lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    betas: Tuple[float, float] = (0.0, 0.99)
+    patch_rays: Optional[int] = 32
+    mouth_patch_probability: float = 0.5
+    mixed_precision: str = "no"
+    perceptual: str = "auto"
+    discriminator_channels: Tuple[int, int] = (4096, 256)
+    r1_interval: int = 16
+    losses: LossWeights = field(default_factory=LossWeights)
+    syncnet: SyncNetConfig = field(default_factory=SyncNetConfig)
+    holdout_identities: int = 1
+    log_every: int = 10
+    eval_every: int = 1000
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}: choose one of {sorted(ARCHITECTURES)}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no' or 'bf16' (never fp16), got {self.mixed_precision!r}")
+        if self.perceptual not in ("auto", "vgg16", "random_vgg16"):
+            raise ValueError(f"perceptual must be 'auto', 'vgg16' or 'random_vgg16', got {self.perceptual!r}")
+        rays = self.components()["renderer"]["ray_resolution"]
+        if self.patch_rays is not None and not (4 <= self.patch_rays <= rays):
+            raise ValueError(f"patch_rays must be between 4 and the ray resolution {rays}, got {self.patch_rays}")
+        sync_frames = self.components()["lip_sync"].get("num_frames", 5)
+        if self.losses.sync > 0 and self.target_frames != sync_frames:
+            raise ValueError(f"target_frames ({self.target_frames}) must equal the lip-sync window ({sync_frames}) when the sync loss is on")
+
+    def components(self) -> Dict[str, dict]:
+        """The architecture's component keyword arguments with the overrides applied."""
+        return architecture(self.architecture, **self.architecture_overrides)
+
+    @property
+    def ray_resolution(self) -> int:
+        return self.components()["renderer"]["ray_resolution"]
+
+    @property
+    def window_rays(self) -> int:
+        """Rays per side actually rendered per step."""
+        return self.patch_rays or self.ray_resolution
+
+    def to_json(self, path: os.PathLike) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Build from a (json) dict; unknown keys are an error so a typo never passes silently."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
+        data = dict(data)
+        nested = {"losses": LossWeights, "syncnet": SyncNetConfig}
+        for key, sub in nested.items():
+            if key in data:
+                sub_known = {f.name for f in dataclasses.fields(sub)}
+                if set(data[key]) - sub_known:
+                    raise ValueError(f"unknown {key} fields: {sorted(set(data[key]) - sub_known)}")
+                data[key] = sub(**data[key])
+        for key in ("betas", "discriminator_channels"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+BASE_CONFIGS: Dict[str, TrainConfig] = {
+    # 256x256 frames; each step renders a 32x32 window of the 64x64 ray grid (a quarter frame) for T = 5 frames.
+    "demo": TrainConfig(architecture="demo", batch_size=1, patch_rays=32, lr=2e-4, max_steps=100_000),
+    # 512x512 frames from 128x128 rays; 64x64 windows, a GPU batch of 4 pairs (20 frames).
+    "paper": TrainConfig(
+        architecture="paper", batch_size=4, patch_rays=64, lr=2e-4, max_steps=300_000, mixed_precision="bf16",
+        syncnet=SyncNetConfig(steps=40_000, batch_size=64),
+    ),
+    # 64x64 frames from 16x16 rays, 8x8 windows: for tests.
+    "tiny": TrainConfig(
+        architecture="tiny", patch_rays=8, lr=1e-3, discriminator_lr=1e-3, max_steps=20, holdout_identities=0,
+        discriminator_channels=(256, 32), perceptual="random_vgg16", log_every=1, eval_every=0, sample_every=10,
+        checkpoint_every=10, syncnet=SyncNetConfig(steps=60, batch_size=16, lr=1e-3),
+    ),
+}
+
+# The paper's ablation table (PAPER.md), as changes to a base config. "full" is the base itself.
+ABLATIONS: Dict[str, dict] = {
+    "no_deformation": {"architecture_overrides": {"deformation_field": {"mode": "none"}}},
+    "naive": {"architecture_overrides": {"deformation_field": {"mode": "naive"}}},
+    "concat": {"architecture_overrides": {"deformation_field": {"mode": "concat"}}},
+    "no_lip_sync": {"losses": {"sync": 0.0}},
+}
+
+
+def config_names() -> list:
+    return sorted(BASE_CONFIGS) + [f"{b}-{a}" for b in sorted(BASE_CONFIGS) for a in sorted(ABLATIONS)]
+
+
+def get_config(name_or_path: str) -> TrainConfig:
+    """A named config (``demo``, ``paper``, ``tiny``, optionally ``-<ablation>``) or a json file of fields."""
+    if name_or_path.endswith(".json") or os.path.isfile(name_or_path):
+        if not os.path.isfile(name_or_path):
+            raise FileNotFoundError(f"training config file {name_or_path} does not exist")
+        return TrainConfig.from_dict(json.loads(Path(name_or_path).read_text()))
+    base, _, ablation = name_or_path.partition("-")
+    if base not in BASE_CONFIGS or (ablation and ablation not in ABLATIONS):
+        raise ValueError(f"unknown training config {name_or_path!r}: choose one of {config_names()} or a .json file")
+    data = asdict(copy.deepcopy(BASE_CONFIGS[base]))
+    for key, value in ABLATIONS.get(ablation, {}).items():
+        if isinstance(value, dict):
+            merged = copy.deepcopy(data[key])
+            for sub_key, sub_value in value.items():
+                merged[sub_key] = {**merged.get(sub_key, {}), **sub_value} if isinstance(sub_value, dict) else sub_value
+            data[key] = merged
+        else:
+            data[key] = value
+    return TrainConfig.from_dict(data)

@@ -5,7 +5,7 @@ All frame metrics take uint8 RGB frames (N, H, W, 3). Landmarks are 68-point iBU
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -105,3 +105,31 @@ def _edge_width(row: np.ndarray, x: int, rising: bool) -> float:
 
 def mean_cpbd(frames: np.ndarray) -> float:
     return float(np.mean([cpbd(f) for f in frames]))
+
+
+def lpips_metric() -> Tuple[Optional[Callable[[np.ndarray, np.ndarray], float]], str]:
+    """LPIPS (AlexNet) when the ``lpips`` package and its backbone weights are already on this machine.
+
+    Returns the metric (frames, reference) -> mean distance, or None, and a note saying which. Nothing is
+    downloaded: offline, LPIPS is reported as unavailable rather than estimated.
+    """
+    import os
+
+    import torch
+
+    try:
+        import lpips  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError:
+        return None, "unavailable: the lpips package (and torchvision) are not installed"
+    hub = os.path.join(torch.hub.get_dir(), "checkpoints")
+    if not (os.path.isdir(hub) and any(name.startswith("alexnet") for name in os.listdir(hub))):
+        return None, "unavailable: AlexNet backbone weights are not in the torch hub cache and cannot be downloaded here"
+    model = lpips.LPIPS(net="alex", verbose=False).eval()
+
+    @torch.no_grad()
+    def measure(frames: np.ndarray, reference: np.ndarray) -> float:
+        to_tensor = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
+        return float(model(to_tensor(frames), to_tensor(reference)).mean())
+
+    return measure, "lpips (AlexNet, torch hub cache)"

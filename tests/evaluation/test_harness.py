@@ -1,0 +1,70 @@
+"""The evaluation harness and ``s3d-nerf eval`` on tiny clips made in the test."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import speech_like
+from s3d_pipeline.cli import main
+from s3d_pipeline.data.clip import ClipMeta, list_clips, write_clip
+from s3d_pipeline.evaluation.harness import METRICS, VARIANTS, Evaluator
+from s3d_pipeline.evaluation.landmarks import LandmarkRegressor
+from s3d_pipeline.rendering.cameras import intrinsics, pose_to_cam2world
+
+
+def _clip(path, seed, frames=12, size=64):
+    rng = np.random.default_rng(seed)
+    yaw = np.linspace(0, 24, frames)  # turns 24 degrees over the clip
+    base = rng.integers(0, 255, (1, size, size, 3))
+    rgb = np.clip(base + rng.integers(-20, 20, (frames, size, size, 3)), 0, 255).astype(np.uint8)
+    landmarks = np.tile(rng.uniform(10, 54, (1, 68, 2)), (frames, 1, 1))
+    landmarks[:, 66, 1] += np.sin(np.arange(frames))  # the mouth opens and closes
+    meta = ClipMeta(
+        fps=25, num_frames=frames, resolution=[size, size], intrinsics=intrinsics().tolist(),
+        cam2world=pose_to_cam2world(torch.tensor(yaw, dtype=torch.float32)).tolist(), landmarks=landmarks.tolist(), identity=f"t{seed}",
+    )  # fmt: skip
+    write_clip(path, meta, rgb, speech_like(frames / 25, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout")
+    for k in range(2):
+        _clip(root / f"c{k}", seed=k)
+    return root
+
+
+def test_variants_are_scored_side_by_side(tiny_pipe, clips):
+    evaluator = Evaluator(pipe=tiny_pipe, sync=tiny_pipe.lip_sync, landmarks=LandmarkRegressor(input_size=32, channels=(8, 8, 8, 8, 8)), log=lambda _: None)
+    result = evaluator.evaluate(list_clips(clips))
+    assert set(VARIANTS) <= set(result)
+    for variant in VARIANTS:
+        assert set(METRICS) <= set(result[variant])
+    gt, static, model = result["ground_truth"], result["static"], result["model"]
+    assert gt["ssim"] == pytest.approx(1.0) and gt["psnr"] == 100.0
+    assert static["ssim"] < 1.0 and static["psnr"] < 100.0
+    assert model["ssim_source_view"] is not None and static["ssim_source_view"] is None
+    assert model["lpips"] is None  # no backbone weights offline: reported unavailable, not estimated
+    assert gt["f_lmd"] >= 0 and gt["m_lmd"] >= 0
+    # The clip turns 0-24 degrees: every frame falls in one of the yaw bins.
+    assert sum(model[f"frames_yaw_{lo}_{hi}"] for lo, hi in ((0, 10), (10, 20), (20, 30))) == 24
+    assert len(result["per_clip"]) == 2
+
+
+def test_eval_command_prints_one_json_object(tiny_pipe, clips, tmp_path, capsys):
+    tiny_pipe.save_pretrained(tmp_path / "ckpt")
+    code = main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(clips), "--landmarks", str(tmp_path / "none"), "--json", "--report", str(tmp_path / "r.json")])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert set(result) == {"model", "ground_truth", "static", "shuffled", "info"}
+    assert result["model"]["f_lmd"] is None and "unavailable" in result["info"]["landmark_detector"]
+    assert len(json.loads((tmp_path / "r.json").read_text())["per_clip"]) == 2
+
+
+def test_evaluation_needs_two_clips(tiny_pipe, clips):
+    evaluator = Evaluator(pipe=tiny_pipe, sync=tiny_pipe.lip_sync, log=lambda _: None)
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        evaluator.evaluate(list_clips(clips)[:1])

@@ -168,7 +168,7 @@ class TrainingRun:
         raise NotImplementedError
 
     def on_step_end(self) -> None:
-        """Periodic work after a step (evaluation, samples)."""
+        """Periodic work after a step (evaluation, samples); also runs once before the first step."""
 
     def train(self) -> None:
         cfg = self.config
@@ -176,6 +176,8 @@ class TrainingRun:
         if log is not None:
             print(f"{self.stage}: {len(self.corpus.train)} training clips, {len(self.corpus.holdout)} held out; "
                   f"{self.accelerator.num_processes} process(es) on {self.device}; logging to {log.backends}")  # fmt: skip
+        if self.step == 0:
+            self.on_step_end()  # the untrained baseline of the periodic evaluation
         progress = tqdm(total=self.max_steps, initial=self.step, desc=self.stage, disable=not self.accelerator.is_main_process)
         while self.step < self.max_steps:
             started = time.perf_counter()
@@ -504,7 +506,7 @@ class GeneratorTraining(TrainingRun):
             source = frames_to_tensor(clip.rgb[source_index : source_index + 1], self.resolution)
             to_row = lambda images: torch.cat(list(torch.cat([source, images])), dim=-1)  # (3, R, (n+1) R)  # noqa: E731
             rows += [to_row(truth), to_row(rendered)]
-        psnr = float((-10 * torch.log10(torch.cat(squared_errors).clamp_min(1e-10))).mean())
+        psnr = float((-10 * torch.log10(torch.cat(squared_errors).clamp_min(1e-10))).mean())  # frames in [0, 1]
         grid = (torch.cat(rows, dim=-2).permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
         return psnr, grid
 

@@ -1,0 +1,176 @@
+"""Pieces of the training system at tiny sizes: configs, sampling, the windowed render, losses, checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from s3d_pipeline.configs import build_components
+from s3d_pipeline.models.deformation_field import IdentitySlots
+from s3d_pipeline.pipeline_s3d_nerf import Identity, S3DNeRFPipeline
+from s3d_pipeline.rendering.cameras import pose_to_cam2world, relative_cam2world
+from s3d_pipeline.training import checkpointing
+from s3d_pipeline.training.config import TrainConfig, config_names, get_config
+from s3d_pipeline.training.data import Corpus, Sampler
+from s3d_pipeline.training.discriminator import ImageDiscriminator
+from s3d_pipeline.training.losses import r1_penalty, sync_audio_windows, sync_logits
+from s3d_pipeline.training.perceptual import build_perceptual_loss
+from s3d_pipeline.training.trainer import choose_window, render_window
+
+
+# ----------------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize(
+    "name, mode, sync",
+    [("demo", "cross_attention", 0.5), ("demo-no_deformation", "none", 0.5), ("demo-naive", "naive", 0.5),
+     ("demo-concat", "concat", 0.5), ("demo-no_lip_sync", "cross_attention", 0.0)],
+)  # fmt: skip
+def test_ablations_are_configs(name, mode, sync):
+    config = get_config(name)
+    assert config.components()["deformation_field"]["mode"] == mode
+    assert config.losses.sync == sync
+    assert config.losses.perceptual == 0.01 and config.losses.deformation == 0.001
+
+
+def test_config_json_round_trip_and_errors(tmp_path):
+    config = get_config("paper-naive")
+    config.to_json(tmp_path / "c.json")
+    assert get_config(str(tmp_path / "c.json")) == config
+    assert get_config("paper").components()["renderer"]["ray_resolution"] == 128
+    assert "tiny-concat" in config_names()
+    (tmp_path / "bad.json").write_text(json.dumps({"learning_rate": 1.0}))
+    with pytest.raises(ValueError, match="learning_rate"):
+        get_config(str(tmp_path / "bad.json"))
+    with pytest.raises(ValueError, match="fp16"):
+        TrainConfig(mixed_precision="fp16")
+    with pytest.raises(ValueError, match="unknown training config"):
+        get_config("demo-no_such_ablation")
+
+
+# ----------------------------------------------------------------------------------------------- data
+def test_sampler_pairs_same_identity_and_restores_state(tiny_corpus):
+    corpus = Corpus.from_folder(tiny_corpus, holdout_identities=1)
+    assert {c.identity for c in corpus.holdout} == {"id01"} and {c.identity for c in corpus.train} == {"id00"}
+    sampler = Sampler(Corpus.from_folder(tiny_corpus).train, resolution=64, window=5, seed=3)
+    batch = sampler.generator_batch(2)
+    assert batch.source.shape == (2, 3, 64, 64) and batch.targets.shape == (2, 5, 3, 64, 64)
+    assert batch.cameras.shape == (2, 5, 4, 4) and batch.source.min() >= -1 and batch.targets.max() <= 1
+    # Cameras are expressed in the source's tri-plane frame: rotations, with the camera on the 2.7 sphere.
+    assert torch.allclose(batch.cameras[..., :3, 3].norm(dim=-1), torch.full((2, 5), 2.7), atol=1e-4)
+    state = sampler.state_dict()
+    first = sampler.generator_batch(1)
+    sampler.load_state_dict(json.loads(json.dumps(state)))
+    again = sampler.generator_batch(1)
+    assert again.starts == first.starts and torch.equal(again.targets, first.targets)
+    sync = sampler.sync_batch(8, min_shift=3, max_shift=15, mismatched_fraction=0.5)
+    assert sync.labels.tolist() == [1, 0] * 4 and sync.frames.shape == (8, 5, 3, 64, 64)
+
+
+def test_mouth_window_contains_the_mouth():
+    rng = np.random.default_rng(0)
+    top, left, size = choose_window(rng, 64, 32, mouth_probability=1.0)
+    assert size == 32 and top <= 0.68 * 64 < top + size and left <= 32 < left + size
+    assert choose_window(rng, 16, 16, 0.5) == (0, 0, 16)
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+@pytest.fixture(scope="module")
+def tiny_components():
+    components = build_components(get_config("tiny").components(), seed=0)
+    for module in components.values():
+        module.eval()
+    return components
+
+
+def test_ray_window_is_a_crop_of_the_full_render(tiny_components):
+    torch.manual_seed(0)
+    triplanes = tiny_components["appearance_encoder"](torch.rand(1, 3, 64, 64) * 2 - 1).triplanes
+    cams = pose_to_cam2world(torch.tensor([10.0]), torch.tensor([-5.0]))
+    with torch.no_grad():
+        full = tiny_components["renderer"](triplanes, cams)
+        window = tiny_components["renderer"](triplanes, cams, ray_window=(4, 6, 8))
+    assert window.features.shape == (1, 8, 8, 8)
+    assert torch.allclose(window.features, full.features[..., 4:12, 6:14], atol=1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        tiny_components["renderer"](triplanes, cams, ray_window=(10, 0, 8))
+
+
+def test_training_render_is_the_pipeline_per_frame_path(tiny_components):
+    """The full-grid training render equals S3DNeRFPipeline.render_frames on the same inputs."""
+    torch.manual_seed(1)
+    source = torch.rand(1, 3, 64, 64) * 2 - 1
+    windows = torch.randn(1, 3, 80, 16)  # (B, T, F, W)
+    cams = relative_cam2world(pose_to_cam2world(5.0), pose_to_cam2world(torch.tensor([0.0, 10.0, -10.0])))[None]
+    with torch.no_grad():
+        trained = render_window(tiny_components, source, windows, cams, (0, 0, 16)).frames[0]
+        pipe = S3DNeRFPipeline(**tiny_components)
+        encoded = pipe.appearance_encoder(source)
+        identity = Identity(
+            portrait=None, source=source, triplanes=encoded.triplanes,
+            slots=pipe.deformation_field.encode_identity(encoded.visual_tokens),
+            source_features=pipe.super_resolution.encode_source(source),
+        )  # fmt: skip
+        inferred = pipe.render_frames(identity, windows[0], cams[0]).frames
+    assert torch.allclose((trained.clamp(-1, 1) + 1) / 2, inferred, atol=1e-5)
+
+
+def test_window_render_trains_every_generator_component(tiny_components):
+    source = torch.rand(2, 3, 64, 64) * 2 - 1
+    cams = pose_to_cam2world(torch.zeros(2, 5)).reshape(2, 5, 4, 4)
+    out = render_window(tiny_components, source, torch.randn(2, 5, 80, 16), cams, (8, 4, 8))
+    assert out.frames.shape == (2, 5, 3, 32, 32) and out.displacement.shape[0] == 10
+    out.frames.square().mean().backward()
+    for name in ("appearance_encoder", "renderer", "super_resolution"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny_components[name].parameters()), name
+    # Δx starts at zero (zero-initialised last layer): the first gradient reaches that layer, which then opens
+    # the path to the audio encoder.
+    assert tiny_components["deformation_field"].displacement_mlp[-1].weight.grad.abs().sum() > 0
+    for module in tiny_components.values():
+        module.zero_grad(set_to_none=True)
+    assert isinstance(tiny_components["deformation_field"].encode_identity(torch.randn(1, 16, 24)), IdentitySlots)
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def test_discriminator_r1_and_perceptual():
+    disc = ImageDiscriminator(32, channel_base=256, max_channels=32)
+    real = torch.rand(4, 3, 32, 32, requires_grad=True)
+    logits = disc(real)
+    assert logits.shape == (4,)
+    assert r1_penalty(logits, real) > 0
+    perceptual, backend = build_perceptual_loss("auto")  # offline here: the seeded random VGG-16
+    assert backend == "random_vgg16"
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert perceptual(image, image) < 1e-8 < perceptual(image, image.flip(-1))
+    again, _ = build_perceptual_loss("random_vgg16")
+    assert all(torch.equal(a, b) for a, b in zip(perceptual.state_dict().values(), again.state_dict().values()))
+
+
+def test_sync_logits_shapes(tiny_components, tiny_corpus):
+    lip_sync = tiny_components["lip_sync"]
+    batch = Sampler(Corpus.from_folder(tiny_corpus).train, 64, 5, 0).sync_batch(4, 3, 15, 0.5)
+    mel = sync_audio_windows(lip_sync, batch.waveforms, batch.audio_starts, batch.fps)
+    assert mel.shape == (4, 80, 20)
+    assert sync_logits(lip_sync, batch.frames, mel).shape == (4,)
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_without_pickles(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    folder = checkpointing.staging_dir(tmp_path, 7)
+    folder.mkdir()
+    checkpointing.save_model_states(folder, {"m": model}, {"m": optimizer})
+    checkpointing.save_process_state(folder, 0, {"torch": torch.get_rng_state()}, {"bit_generator": {"a": 1}})
+    checkpointing.finalise(folder, checkpointing.checkpoint_dir(tmp_path, 7), {"step": 7}, keep=2)
+    latest = checkpointing.latest_checkpoint(tmp_path)
+    assert latest.name == "step_00000007"
+    assert {p.suffix for p in latest.iterdir()} == {".safetensors", ".json"}
+    restored, restored_opt = torch.nn.Linear(3, 2), torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    restored_opt = torch.optim.Adam(restored.parameters(), lr=0.5)
+    state = checkpointing.load_checkpoint(latest, {"m": restored}, {"m": restored_opt}, rank=0)
+    assert state["step"] == 7 and state["sampler"] == {"bit_generator": {"a": 1}}
+    assert torch.equal(restored.weight, model.weight)
+    assert restored_opt.param_groups[0]["lr"] == 0.1
+    assert torch.equal(restored_opt.state[restored.weight]["exp_avg"], optimizer.state[model.weight]["exp_avg"])

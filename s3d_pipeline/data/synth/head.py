@@ -35,7 +35,7 @@ SKIN, HAIR, TEETH, CAVITY = 0.0, 1.0, 2.0, 3.0
 VERTEX_FLOATS = 11
 # Jaw pivot (near the ear, behind and below the eye line), canonical units.
 JAW_PIVOT = (-0.03, -0.06)
-_HEAD_ROWS, _HEAD_COLS = 170, 200
+_HEAD_ROWS, _HEAD_COLS = 150, 180
 _EPS_LAT = 1e-3
 
 
@@ -251,7 +251,7 @@ class HeadModel:
         p = self.p
         rows, cols = 16, 64
         theta = np.linspace(-np.pi, np.pi, cols, endpoint=False)
-        y = np.linspace(-0.75, -0.10, rows)
+        y = np.linspace(-0.75, -0.16, rows)
         th_g, y_g = np.meshgrid(theta, y)
         radius = 0.46 * p.head_a
         pts = np.stack([radius * np.sin(th_g), y_g, radius * np.cos(th_g) - 0.025], -1)  # (rows, cols, 3)

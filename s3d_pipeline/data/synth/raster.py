@@ -22,12 +22,14 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
+from scipy.ndimage import zoom
 
 from ...rendering.cameras import FOCAL
 from .head import BROW_SPAN, VERTEX_FLOATS, FaceState
 from .identity import Identity
 
 NEAR, FAR = 1.0, 5.0
+NOISE_CELLS = 64  # lattice cells per side of the noise texture
 
 _VERTEX_SHADER = """
 #version 330
@@ -44,14 +46,11 @@ void main() {
 """ % {"near": NEAR, "far": FAR}
 
 _NOISE = """
-float hash(vec3 p) { p = fract(p * 0.3183099 + 0.1); p *= 17.0; return fract(p.x * p.y * p.z * (p.x + p.y + p.z)); }
-float vnoise(vec3 x) {
-    vec3 i = floor(x); vec3 f = fract(x); f = f * f * (3.0 - 2.0 * f);
-    return mix(mix(mix(hash(i), hash(i + vec3(1, 0, 0)), f.x), mix(hash(i + vec3(0, 1, 0)), hash(i + vec3(1, 1, 0)), f.x), f.y),
-               mix(mix(hash(i + vec3(0, 0, 1)), hash(i + vec3(1, 0, 1)), f.x), mix(hash(i + vec3(0, 1, 1)), hash(i + vec3(1, 1, 1)), f.x), f.y), f.z);
-}
+uniform sampler2D u_noise;  // tileable value noise, one lattice cell = 4 texels (see _noise_texture)
+// Value noise at lattice frequency 1, from one filtered texture read; z shears the lookup.
+float vnoise(vec3 x) { return texture(u_noise, (x.xy + x.z * vec2(0.37, 0.61)) / %(cells)d.0).r; }
 float fbm(vec3 x) { return 0.67 * vnoise(x) + 0.33 * vnoise(x * 2.03); }
-"""
+""" % {"cells": NOISE_CELLS}
 
 _FRAGMENT_SHADER = (
     """
@@ -211,7 +210,7 @@ _BACKGROUND_FS = (
     """
 #version 330
 uniform vec3 u_a, u_b, u_noise_offset;
-uniform float u_angle, u_noise, u_scale;
+uniform float u_angle, u_texture_amount, u_scale;
 in vec2 v_uv;
 layout(location = 0) out vec4 f_color;
 layout(location = 1) out vec4 f_depth;
@@ -224,12 +223,24 @@ void main() {
     vec3 color = mix(u_a, u_b, t);
     float blotch = fbm(vec3(v_uv * u_scale, 0.0) + u_noise_offset) - 0.5;
     float grain = vnoise(vec3(v_uv * 180.0, 1.0) + u_noise_offset) - 0.5;
-    color *= 1.0 + u_noise * (1.6 * blotch + 0.4 * grain);
+    color *= 1.0 + u_texture_amount * (1.6 * blotch + 0.4 * grain);
     f_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 0.0);
     f_depth = vec4(0.0);
 }
 """
 )
+
+
+def _noise_texture(cells: int = NOISE_CELLS, texels_per_cell: int = 4) -> np.ndarray:
+    """Tileable value noise (cells * texels_per_cell)^2 in [0, 255]: a random lattice, cubic-interpolated.
+
+    Procedural noise read from a texture costs one filtered lookup instead of eight hashes per call, which
+    matters on a software rasterizer.
+    """
+    lattice = np.random.default_rng(0).random((cells, cells))
+    noise = zoom(lattice, texels_per_cell, order=3, mode="grid-wrap")
+    noise = (noise - noise.min()) / (noise.max() - noise.min())
+    return np.round(noise * 255).astype(np.uint8)
 
 
 def create_context():
@@ -257,7 +268,7 @@ class Rasterizer:
         self.resolution = resolution
         size = (resolution, resolution)
         self._fbo = self.ctx.framebuffer(
-            color_attachments=[self.ctx.renderbuffer(size, 4), self.ctx.renderbuffer(size, 4, dtype="f4")],
+            color_attachments=[self.ctx.renderbuffer(size, 4), self.ctx.renderbuffer(size, 1, dtype="f4")],
             depth_attachment=self.ctx.depth_renderbuffer(size),
         )
         # Outward faces wind counter-clockwise on screen (the y flip of the projection included).
@@ -266,6 +277,14 @@ class Rasterizer:
         self._bg_prog = self.ctx.program(vertex_shader=_BACKGROUND_VS, fragment_shader=_BACKGROUND_FS)
         quad = np.array([-1, -1, 3, -1, -1, 3], dtype="f4")  # one triangle covering the screen
         self._bg_vao = self.ctx.vertex_array(self._bg_prog, [(self.ctx.buffer(quad.tobytes()), "2f", "in_xy")])
+        noise = _noise_texture()
+        self._noise = self.ctx.texture(noise.shape[::-1], 1, noise.tobytes())
+        self._noise.repeat_x = self._noise.repeat_y = True
+        self._noise.build_mipmaps()
+        self._noise.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        self._noise.use(location=0)
+        for prog in (self._head_prog, self._bg_prog):
+            prog["u_noise"].value = 0
         self._head_vao = None
         self._vbo = None
         self._background = np.zeros((resolution, resolution, 3), np.uint8)
@@ -313,7 +332,7 @@ class Rasterizer:
                 "u_a": p.bg_a,
                 "u_b": p.bg_b,
                 "u_angle": p.bg_angle,
-                "u_noise": p.bg_noise,
+                "u_texture_amount": p.bg_noise,
                 "u_scale": p.bg_scale,
                 "u_noise_offset": p.noise_offset,
             },

@@ -5,16 +5,19 @@ list of events. Initialised with ``espeakINITIALIZE_PHONEME_EVENTS`` it reports 
 per phoneme, carrying the phoneme mnemonic and its start as a sample index, which is the ground truth the
 visemes are built from. Audio is resampled to the clip format's 16 kHz mono.
 
-The library keeps global state, so there is one :class:`Espeak` per process (see :func:`get_espeak`).
+The library keeps global state, so there is one :class:`Espeak` per process (see :func:`get_espeak`), and
+clips are spoken in forked child processes (see :func:`speak_sequence`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import pickle
 from dataclasses import dataclass, field
 from math import gcd
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -158,19 +161,14 @@ def get_espeak() -> Espeak:
     return _ENGINE
 
 
-def speak_sequence(texts: List[str], voice: Voice, duration: float, rng: np.random.Generator) -> Tuple[Utterance, List[str]]:
-    """Fill ``duration`` seconds with sentences separated by short pauses, starting after a short silence.
-
-    Sentences are taken in order until the clip is full; the last one may be cut at the clip's end.
-    Returns the utterance (exactly ``duration`` long) and the sentences actually spoken.
-    """
+def _fill(texts: List[str], voice: Voice, duration: float, lead: float, gaps: np.ndarray) -> Tuple[Utterance, List[str]]:
     engine = get_espeak()
     total = int(round(duration * AUDIO_SAMPLE_RATE))
     audio = np.zeros(total, np.float32)
     phonemes: List[Tuple[float, float, str]] = []
     spoken: List[str] = []
-    t = rng.uniform(0.1, 0.4)
-    for text in texts:
+    t = lead
+    for text, gap in zip(texts, gaps):
         if duration - t < 0.6:
             break
         utt = engine.speak(text, voice)
@@ -179,5 +177,54 @@ def speak_sequence(texts: List[str], voice: Voice, duration: float, rng: np.rand
         audio[start : start + n] = utt.audio[:n]
         phonemes += [(t + a, min(t + b, duration), name) for a, b, name in utt.phonemes if t + a < duration]
         spoken.append(text)
-        t += utt.duration + rng.uniform(0.1, 0.35)
+        t += utt.duration + gap
     return Utterance(audio=audio, phonemes=phonemes), spoken
+
+
+def _in_fresh_process(fn: Callable, *args):
+    """Run ``fn(*args)`` in a forked child and return its (pickled) result, re-raising its exception."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        status = 1
+        try:
+            os.close(read_fd)
+            try:
+                payload = pickle.dumps((True, fn(*args)))
+            except BaseException as exc:  # hand any failure to the parent
+                payload = pickle.dumps((False, exc))
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        payload = pipe.read()
+    os.waitpid(pid, 0)
+    if not payload:
+        raise RuntimeError("speech synthesis process died without a result")
+    ok, value = pickle.loads(payload)
+    if not ok:
+        raise value
+    return value
+
+
+def speak_sequence(texts: List[str], voice: Voice, duration: float, rng: np.random.Generator) -> Tuple[Utterance, List[str]]:
+    """Fill ``duration`` seconds with sentences separated by short pauses, starting after a short silence.
+
+    Sentences are taken in order until the clip is full; the last one may be cut at the clip's end.
+    Returns the utterance (exactly ``duration`` long) and the sentences actually spoken.
+
+    espeak-ng carries state from one utterance to the next (the same sentence comes out slightly different
+    depending on what was said before), so each clip is spoken by a freshly forked process whose engine has
+    never spoken: the audio then depends only on the clip's own inputs, and corpora are reproducible.
+    """
+    lead = rng.uniform(0.1, 0.4)
+    gaps = rng.uniform(0.1, 0.35, size=len(texts))
+    return _in_fresh_process(_fill, texts, voice, duration, lead, gaps)
+
+
+def check_available() -> None:
+    """Raise :class:`SpeechUnavailable` if espeak-ng cannot speak (checked in a child, keeping this process fresh)."""
+    _in_fresh_process(lambda: get_espeak().sample_rate)

@@ -107,7 +107,11 @@ class PlaneUNet(nn.Module):
         self.out = nn.Conv2d(c0, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e0 = self.enc0(x)
+        return self.from_first_level(self.enc0(x))
+
+    def from_first_level(self, e0: torch.Tensor) -> torch.Tensor:
+        """The U-Net after its first block: e0 (B, c0, R, R) -> (B, Cout, R, R). The fast renderer computes e0
+        itself (its first convolution splits into a cached per-identity part and a per-frame part)."""
         e1 = self.enc1(e0)
         m = self.mid(e1)
         d1 = self.dec1(torch.cat([F.interpolate(m, size=e1.shape[-2:], mode="nearest"), e1], dim=1))
@@ -200,6 +204,31 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
             return DeformationFieldOutput(planes=None, audio=audio_pooled)
         n = audio_tokens.shape[0]
         res = self.config.unet_resolution
+        condition, attention_map, weights = self.frame_condition(identity, audio_tokens)
+        planes = self.identity_planes(triplanes).expand(n, -1, -1, -1, -1)  # (N, 3, C, R, R)
+        audio_map = audio_pooled[:, :, None, None].expand(-1, -1, res, res)
+        per_frame = torch.cat([condition, audio_map], dim=1)[:, None].expand(-1, 3, -1, -1, -1)  # (N, 3, D+A, R, R)
+        plane_id = self.plane_embedding[None, :, :, None, None].expand(n, -1, -1, res, res)  # (N, 3, 8, R, R)
+        unet_in = torch.cat([planes, per_frame, plane_id], dim=2).flatten(0, 1)  # (N*3, Cin, R, R)
+        deform_planes = self.unet(unet_in).reshape(n, 3, -1, res, res)
+        return DeformationFieldOutput(planes=deform_planes, audio=audio_pooled, attention_map=attention_map, cross_attention=weights)
+
+    def identity_planes(self, triplanes: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The multi-scale tri-plane resampled to the U-Net's resolution and summed over scales: (B, 3, C, R, R)."""
+        res = self.config.unet_resolution
+        planes = sum(
+            F.interpolate(p.flatten(0, 1), size=(res, res), mode="bilinear", align_corners=False) for p in triplanes
+        )  # (B*3, C, R, R)
+        return planes.reshape(-1, 3, *planes.shape[1:])
+
+    def frame_condition(self, identity: IdentitySlots, audio_tokens: torch.Tensor):
+        """Per frame: the spatial condition at the U-Net's resolution and, with MHCA, the attention pictures.
+
+        Returns:
+            condition (N, D, R, R); attention_map (N, g, g) or None; cross_attention (N, K, T) or None.
+        """
+        n = audio_tokens.shape[0]
+        res = self.config.unet_resolution
         slots = identity.slots.expand(n, -1, -1) if identity.slots.shape[0] == 1 else identity.slots
         assignment = identity.assignment.expand(n, -1, -1) if identity.assignment.shape[0] == 1 else identity.assignment
         grid = identity.visual_map.shape[-1]
@@ -212,16 +241,7 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
         else:  # concat: visual features beside a_dri, no cross-modal attention
             condition = self.visual_proj(identity.visual_map).expand(n, -1, -1, -1)
         condition = F.interpolate(condition, size=(res, res), mode="bilinear", align_corners=False)
-        planes = sum(
-            F.interpolate(p.flatten(0, 1), size=(res, res), mode="bilinear", align_corners=False) for p in triplanes
-        )  # (B*3, C, R, R)
-        planes = planes.reshape(-1, 3, *planes.shape[1:]).expand(n, -1, -1, -1, -1)  # (N, 3, C, R, R)
-        audio_map = audio_pooled[:, :, None, None].expand(-1, -1, res, res)
-        per_frame = torch.cat([condition, audio_map], dim=1)[:, None].expand(-1, 3, -1, -1, -1)  # (N, 3, D+A, R, R)
-        plane_id = self.plane_embedding[None, :, :, None, None].expand(n, -1, -1, res, res)  # (N, 3, 8, R, R)
-        unet_in = torch.cat([planes, per_frame, plane_id], dim=2).flatten(0, 1)  # (N*3, Cin, R, R)
-        deform_planes = self.unet(unet_in).reshape(n, 3, -1, res, res)
-        return DeformationFieldOutput(planes=deform_planes, audio=audio_pooled, attention_map=attention_map, cross_attention=weights)
+        return condition, attention_map, weights
 
     def displacement(self, field: DeformationFieldOutput, points: torch.Tensor) -> torch.Tensor:
         """Δx at points (N, M, 3) in the tri-plane frame -> (N, M, 3)."""

@@ -64,7 +64,7 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                image = PortraitImage(label="Portrait", sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=280)
+                image = PortraitImage(label="Portrait", sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None, height=280, elem_id="portrait")
                 audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath")
                 text = gr.Textbox(
                     label="…or type text to speak (used when no speech is given)",
@@ -74,7 +74,7 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
                     max_length=config.max_text_characters,
                     visible=espeak_available(),
                 )
-                gr.Examples(example_inputs(ASSETS_DIR), inputs=[image, audio], cache_examples=False, label="Examples")
+                gr.Examples(example_inputs(ASSETS_DIR), inputs=[image, audio], cache_examples=False, label="Examples", elem_id="examples")
             with gr.Column(scale=1):
                 with gr.Group():
                     yaw, pitch, roll = (slider(spec) for spec in POSE_SLIDERS)
@@ -86,19 +86,19 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
                     framing = gr.Radio(list(FRAMINGS), value=FRAMINGS[0], label="Output", interactive=service.supports_framing)
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             with gr.Column(scale=1):
-                preview_image = gr.Image(label="Preview (one frame)", interactive=False, height=280)
+                preview_image = gr.Image(label="Preview (one frame)", interactive=False, height=280, elem_id="preview")
                 preview_status = gr.Markdown("Add a portrait to see a preview.", label="Preview status")
-                consent = gr.Checkbox(label=CONSENT_STATEMENT, value=False)
+                consent = gr.Checkbox(label=CONSENT_STATEMENT, value=False, elem_id="consent")
                 run = gr.Button("Generate video", variant="primary")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                video = gr.Video(label="Talking head (with speech)", autoplay=True, interactive=False, height=320)
-                download = gr.File(label="Download mp4", interactive=False)
+                video = gr.Video(label="Talking head (with speech)", autoplay=True, interactive=False, height=320, elem_id="video")
+                download = gr.DownloadButton("Download mp4", value=None, elem_id="download")
             with gr.Column(scale=1):
                 with gr.Row():
-                    confidence = gr.Number(label="Lip-sync confidence", precision=3, interactive=False)
-                    offset = gr.Number(label="Audio-video offset (frames)", precision=0, interactive=False)
-                reading = gr.Markdown(label="Lip-sync reading")
+                    confidence = gr.Number(None, label="Lip-sync confidence", precision=3, interactive=False, elem_id="confidence")
+                    offset = gr.Number(None, label="Audio-video offset (frames)", precision=0, interactive=False, elem_id="offset")
+                reading = gr.Markdown(label="Lip-sync reading", elem_id="reading")
                 plot = gr.LinePlot(x="time (s)", y="sync", label="Sync over time (above 0 = in sync)", height=200)
                 with gr.Row():
                     attention = gr.Image(label="Cross-attention over the face", interactive=False, height=200)

@@ -21,8 +21,8 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
 
 
 def slider(spec: SliderSpec, **kwargs) -> gr.Slider:
-    """A slider with the spec's range, step, default, label and help text."""
-    return gr.Slider(spec.minimum, spec.maximum, value=spec.default, step=spec.step, label=spec.label, info=spec.info, **kwargs)
+    """A slider with the spec's range, step, default, label and help text; its element id is the spec's name."""
+    return gr.Slider(spec.minimum, spec.maximum, value=spec.default, step=spec.step, label=spec.label, info=spec.info, elem_id=spec.name, **kwargs)
 
 
 class PortraitImage(gr.Image):

@@ -243,14 +243,18 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
         condition = F.interpolate(condition, size=(res, res), mode="bilinear", align_corners=False)
         return condition, attention_map, weights
 
-    def displacement(self, field: DeformationFieldOutput, points: torch.Tensor) -> torch.Tensor:
-        """Δx at points (N, M, 3) in the tri-plane frame -> (N, M, 3)."""
+    def displacement(self, field: DeformationFieldOutput, points: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Δx at points (N, M, 3) in the tri-plane frame -> (N, M, 3).
+
+        ``context`` (N, M, Cd): the deformation planes already sampled at ``points`` (the fast renderer samples them
+        its own way); by default they are sampled here.
+        """
         if self.config.mode == "none":
             return torch.zeros_like(points)
         position = positional_encoding(points / self.config.triplane_extent, self.config.position_frequencies)
-        if self.uses_planes:
+        if context is None and self.uses_planes:
             context = sample_planes(field.planes, plane_coordinates(points, self.config.triplane_extent))  # (N, M, Cd)
-        else:
+        elif context is None:
             context = field.audio[:, None, :].expand(-1, points.shape[1], -1)
         raw = self.displacement_mlp(torch.cat([context, position], dim=-1))
         return torch.tanh(raw) * self.config.max_displacement

@@ -77,7 +77,13 @@ class SuperResolution(ModelMixin, ConfigMixin):
         x = self.coarse(torch.cat([features, opacity, expand(src2)], dim=1))
         x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), expand(src1)], dim=1))
         x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), expand(src0)], dim=1))
-        residual, mask_logit = self.out(x).split([3, 1], dim=1)
+        return self.compose(self.out(x), features, opacity, source)
+
+    @staticmethod
+    def compose(out: torch.Tensor, features: torch.Tensor, opacity: torch.Tensor, source: torch.Tensor) -> SuperResolutionOutput:
+        """The output convolution's (N, 4, H, W) residual and mask logit + the coarse render -> the frame over the source."""
+        expand = lambda t: t.expand(out.shape[0], -1, -1, -1) if t.shape[0] == 1 else t  # noqa: E731
+        residual, mask_logit = out.split([3, 1], dim=1)
         size = source.shape[-2:]
         coarse_rgb = F.interpolate(features[:, :3] * 2 - 1, size=size, mode="bilinear", align_corners=False)
         coarse_alpha = F.interpolate(opacity, size=size, mode="bilinear", align_corners=False)

@@ -29,7 +29,7 @@ from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, ROLL, YAW, AppConfig,
 from .consent import require_consent
 from .inputs import load_portrait, load_speech
 from .sync_report import SyncReading, read_sync, reference_confidence, sync_over_time
-from .visuals import attention_overlay, depth_preview
+from .visuals import attention_overlay, depth_preview, for_display
 from .watermark import VIDEO_METADATA, mark_frames
 
 ProgressCallback = Callable[[float, str], None]
@@ -63,8 +63,9 @@ class GenerationResult:
         confidence, offset: the pipeline's lip-sync score (None for clips under one sync window).
         reading: the score in words.
         sync_plot: sync over time (columns ``time (s)``, ``sync``), empty when not scored.
-        attention: (R, R, 3) uint8 cross-attention heatmap over the face, or None for models without it.
-        depth: (R, R, 3) uint8 depth preview of the middle frame.
+        attention: (S, S, 3) uint8 cross-attention heatmap over the face (S = R enlarged to at least 256 for
+            display), or None for models without it.
+        depth: (S, S, 3) uint8 depth preview of the middle frame.
         warnings: things the user should know (several faces, framing not supported, ...).
         backend: which face and audio backends ran.
     """
@@ -222,8 +223,8 @@ class TalkingHeadService:
             offset=out.sync_offset,
             reading=read_sync(out.sync_confidence, out.sync_offset, request.fps, reference_confidence(self.pipe)),
             sync_plot=sync_plot,
-            attention=None if out.attention_map is None else attention_overlay(face, out.attention_map),
-            depth=depth_preview(out.depth, face.shape[0]),
+            attention=None if out.attention_map is None else for_display(attention_overlay(face, out.attention_map)),
+            depth=for_display(depth_preview(out.depth, face.shape[0])),
             warnings=warnings,
             backend=dict(out.backend or {}),
         )

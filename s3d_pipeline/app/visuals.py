@@ -6,6 +6,15 @@ import cv2
 import numpy as np
 
 
+MIN_DISPLAY_SIZE = 256  # pictures from small models are enlarged to at least this, so they are legible
+
+
+def for_display(picture: np.ndarray, min_size: int = MIN_DISPLAY_SIZE) -> np.ndarray:
+    """(H, W, 3) uint8 enlarged (nearest neighbour, so pixels stay honest) until its short side is ``min_size``."""
+    factor = int(np.ceil(min_size / min(picture.shape[:2])))
+    return picture if factor <= 1 else np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
 def _normalise(values: np.ndarray, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
     """Values rescaled to [0, 1] between two percentiles (robust to a few outliers); a flat map becomes zeros."""
     low, high = np.percentile(values, [low_percentile, high_percentile])

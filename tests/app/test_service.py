@@ -40,7 +40,7 @@ def test_generate_writes_a_marked_tagged_mp4_with_speech_and_a_score(service, sh
     assert isinstance(result.confidence, float) and isinstance(result.offset, int)
     assert result.reading.level in ("good", "fair", "poor")
     assert len(result.sync_plot) == 8 - 5 + 1  # one row per 5-frame window
-    assert result.attention.shape == result.depth.shape == (64, 64, 3)
+    assert result.attention.shape == result.depth.shape == (256, 256, 3)  # 64 px enlarged for display
     messages = [m for _, m in stages]
     assert messages[0] == "Encoding identity" and messages[1] == "Loading audio"
     assert "Rendering frame 8 of 8" in messages and messages[-1] == "Encoding video"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from s3d_pipeline.app.visuals import attention_overlay, depth_preview
+from s3d_pipeline.app.visuals import attention_overlay, depth_preview, for_display
 
 
 def test_attention_heatmap_is_hot_where_attention_is_high():
@@ -27,3 +27,10 @@ def test_depth_preview_shows_near_surfaces_bright():
     picture = depth_preview(depth, 64).astype(int)
     assert picture.shape == (64, 64, 3)
     assert picture[28:36, 28:36].sum(-1).mean() > picture[:8, :8].sum(-1).mean() + 100
+
+
+def test_small_pictures_are_enlarged_pixel_for_pixel():
+    picture = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    big = for_display(picture)
+    assert big.shape == (256, 256, 3) and np.array_equal(big[::4, ::4], picture)
+    assert for_display(np.zeros((300, 400, 3), np.uint8)).shape == (300, 400, 3)

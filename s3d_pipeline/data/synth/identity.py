@@ -176,7 +176,7 @@ def sample_identity(base_seed: int, split: str, index: int) -> Identity:
     key = np.array([u(-0.9, 0.9), u(0.1, 0.8), u(0.6, 1.2)])
     key /= np.linalg.norm(key)
     warmth = u(-0.12, 0.12)
-    key_col = np.array([1.0 + warmth, 1.0, 1.0 - warmth]) * u(2.2, 3.2)
+    key_col = np.array([1.0 + warmth, 1.0, 1.0 - warmth]) * u(1.5, 2.3)
     fill_col = np.array([1.0 - warmth, 1.0, 1.0 + warmth]) * u(0.15, 0.45)
 
     jaw_taper = u(0.12, 0.32)

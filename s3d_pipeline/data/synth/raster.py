@@ -97,7 +97,7 @@ vec3 paint_face(vec3 albedo, vec3 c, inout float spec, inout float shine) {
         if (abs(q) < 1.0) {
             float up = upper_lid(q, eh, blink), lo = lower_lid(q, eh, blink);
             if (d.y < up && d.y > lo) {
-                vec2 g = d - s * vec2(0.0, 0.0) - u_eye_state.zw;
+                vec2 g = d - u_eye_state.zw;  // iris centre offset by the gaze
                 float r = length(g) / ir;
                 vec3 sclera = vec3(0.78, 0.74, 0.70) * (1.0 - 0.35 * abs(q) * abs(q));
                 float streak = vnoise(vec3(atan(g.y, g.x) * 6.0, r * 3.0, 0.0) + u_noise_offset);

@@ -25,6 +25,7 @@ from .models import (
 from .models.deformation_field import IdentitySlots
 from .pipeline_output import S3DNeRFPipelineOutput
 from .rendering.cameras import pose_to_cam2world
+from .rendering.fast_renderer import FastIdentity, FastRenderer
 
 PoseInput = Union[float, Sequence[float], np.ndarray, torch.Tensor]
 
@@ -55,6 +56,7 @@ class Identity:
         triplanes: multi-scale tri-plane, per scale (1, 3, C, H, W).
         slots: F_agg and its assignment over the face (None for deformation modes without slots).
         source_features: the super-resolution's source features.
+        fast: the fast path's per-identity cache (None until the fast path is asked for).
     """
 
     portrait: PreparedPortrait
@@ -62,6 +64,7 @@ class Identity:
     triplanes: Tuple[torch.Tensor, ...]
     slots: Optional[IdentitySlots]
     source_features: Tuple[torch.Tensor, ...]
+    fast: Optional[FastIdentity] = None
 
 
 @dataclass
@@ -119,6 +122,13 @@ class S3DNeRFPipeline(DiffusionPipeline):
         return super().from_pretrained(path, **kwargs)
 
     @property
+    def fast_renderer(self) -> FastRenderer:
+        """The fast inference engine over this pipeline's components (same weights; see :mod:`.rendering.fast_renderer`)."""
+        if getattr(self, "_fast_renderer", None) is None:
+            self._fast_renderer = FastRenderer(self.audio_encoder, self.deformation_field, self.renderer, self.super_resolution)
+        return self._fast_renderer
+
+    @property
     def resolution(self) -> int:
         """Output frame size R (the coarse render times the super-resolution's x4)."""
         return self.renderer.config.ray_resolution * 4
@@ -158,19 +168,25 @@ class S3DNeRFPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def encode_identity(self, image: ImageInput, aligned: bool = False) -> Identity:
-        """Lift a portrait into the model once (the single-shot step); pass the result back as ``identity=``."""
+    def encode_identity(self, image: ImageInput, aligned: bool = False, fast: bool = False) -> Identity:
+        """Lift a portrait into the model once (the single-shot step); pass the result back as ``identity=``.
+
+        With ``fast=True`` the fast path's per-identity cache is built too (otherwise on its first use).
+        """
         portrait = prepare_portrait(image, aligned=aligned, resolution=self.resolution)
         source = torch.from_numpy(portrait.aligned).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, R, R)
         source = source.to(self.device)
         encoded = self.appearance_encoder(source)
-        return Identity(
+        identity = Identity(
             portrait=portrait,
             source=source,
             triplanes=encoded.triplanes,
             slots=self.deformation_field.encode_identity(encoded.visual_tokens),
             source_features=self.super_resolution.encode_source(source),
         )
+        if fast:
+            identity.fast = self.fast_renderer.prepare(identity.triplanes, identity.source_features)
+        return identity
 
     @torch.no_grad()
     def encode_audio(self, waveform: np.ndarray, num_frames: int, fps: float) -> torch.Tensor:
@@ -185,12 +201,19 @@ class S3DNeRFPipeline(DiffusionPipeline):
         cam2world: torch.Tensor,
         mouth_amplitude: float = 1.0,
         generator: Optional[torch.Generator] = None,
+        fast: bool = False,
     ) -> FrameBatch:
         """The per-frame path for a chunk of n frames: a_dri -> Δx field -> volume render -> super-resolution.
 
         Args:
             audio_windows: (n, F, W); cam2world: (n, 4, 4) target cameras in the tri-plane frame.
+            fast: use the fast engine (deterministic: ``generator`` is not used) instead of the reference path.
         """
+        if fast:
+            if identity.fast is None:
+                identity.fast = self.fast_renderer.prepare(identity.triplanes, identity.source_features)
+            out = self.fast_renderer.render_frames(identity, identity.fast, audio_windows, cam2world, mouth_amplitude)
+            return FrameBatch(frames=out.frames, depth=out.depth, attention=self._attention_picture(out.attention, out.frames))
         a_dri = self.audio_encoder(audio_windows)
         field = self.deformation_field(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled)
         displacement = None
@@ -199,10 +222,14 @@ class S3DNeRFPipeline(DiffusionPipeline):
         coarse = self.renderer(identity.triplanes, cam2world, displacement, generator=generator)
         final = self.super_resolution(coarse.features, coarse.opacity, identity.source, identity.source_features)
         frames = final.image.clamp(-1, 1).add(1).div(2)
-        attention = None
-        if field.attention_map is not None:
-            attention = torch.nn.functional.interpolate(field.attention_map[:, None], size=frames.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        return FrameBatch(frames=frames, depth=coarse.depth[:, 0], attention=attention)
+        return FrameBatch(frames=frames, depth=coarse.depth[:, 0], attention=self._attention_picture(field.attention_map, frames))
+
+    @staticmethod
+    def _attention_picture(attention_map: Optional[torch.Tensor], frames: torch.Tensor) -> Optional[torch.Tensor]:
+        """Cross-modal attention (n, g, g) resampled to the frames' size (n, R, R), or None."""
+        if attention_map is None:
+            return None
+        return torch.nn.functional.interpolate(attention_map[:, None], size=frames.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
     def iter_frames(
         self,
@@ -213,6 +240,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         batch_size: int = 8,
         mouth_amplitude: float = 1.0,
         generator: Optional[torch.Generator] = None,
+        fast: bool = False,
     ) -> Iterator[FrameBatch]:
         """Yield rendered chunks of up to ``batch_size`` frames in order, for ``poses`` (N, 3)."""
         num_frames = poses.shape[0]
@@ -220,7 +248,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         cams = pose_to_cam2world(poses[:, 0], poses[:, 1], poses[:, 2]).to(self.device)  # tri-plane frame
         for start in range(0, num_frames, batch_size):
             stop = min(start + batch_size, num_frames)
-            yield self.render_frames(identity, windows[start:stop], cams[start:stop], mouth_amplitude, generator)
+            yield self.render_frames(identity, windows[start:stop], cams[start:stop], mouth_amplitude, generator, fast=fast)
 
     @torch.no_grad()
     def sync_score(self, frames: torch.Tensor, waveform: np.ndarray, fps: float):
@@ -228,6 +256,83 @@ class S3DNeRFPipeline(DiffusionPipeline):
         return self.lip_sync.score(frames, torch.from_numpy(waveform), fps)
 
     # ------------------------------------------------------------------ call
+    def _prepare_inputs(self, image, audio, yaw, pitch, roll, fps, identity, aligned, crop, mouth_amplitude, batch_size, generator, output_type, fast):
+        """Steps 1-4 shared by :meth:`__call__` and :meth:`stream` -> (waveform, poses (N, 3), identity, crop)."""
+        # 1. Check inputs
+        self.check_inputs(image if identity is None else identity, audio, fps, output_type, batch_size, mouth_amplitude)
+        if fast and generator is not None:
+            raise ValueError("`generator` jitters the reference path's ray samples; the fast path is deterministic: pass fast=False to use it")
+
+        # 2. Load the speech; the video length follows from it
+        waveform = load_audio(audio)
+        if waveform.size / SAMPLE_RATE > MAX_AUDIO_SECONDS:
+            raise InvalidAudioError(f"the audio lasts {waveform.size / SAMPLE_RATE:.0f} s; the limit is {MAX_AUDIO_SECONDS:.0f} s: split it into shorter clips")
+        num_frames = num_video_frames(waveform.size, fps)
+        waveform = np.pad(waveform, (0, max(0, round(num_frames / fps * SAMPLE_RATE) - waveform.size)))[: round(num_frames / fps * SAMPLE_RATE)]
+
+        # 3. Head poses (offsets from the source pose) per frame
+        poses = self.head_poses(yaw, pitch, roll, num_frames)
+
+        # 4. Encode the identity (once)
+        if identity is None:
+            identity = self.encode_identity(image, aligned=aligned, fast=fast)
+        if crop is None:
+            crop = identity.portrait.backend == "pre-aligned"
+        return waveform, poses, identity, crop
+
+    def _output_chunks(self, identity, waveform, poses, fps, batch_size, mouth_amplitude, generator, crop, fast):
+        """Step 5, chunk by chunk: (aligned crops (n, 3, R, R), output frames (n, 3, H, W), the rendered chunk)."""
+        for chunk in self.iter_frames(identity, waveform, poses, fps, batch_size, mouth_amplitude, generator, fast=fast):
+            crops = chunk.frames.cpu()
+            yield crops, (crops if crop else self._paste_back(crops, identity.portrait)), chunk
+
+    @torch.no_grad()
+    def stream(
+        self,
+        image: Optional[ImageInput] = None,
+        audio: Optional[AudioInput] = None,
+        *,
+        yaw: PoseInput = 0.0,
+        pitch: PoseInput = 0.0,
+        roll: PoseInput = 0.0,
+        fps: float = 25.0,
+        identity: Optional[Identity] = None,
+        aligned: bool = False,
+        crop: Optional[bool] = None,
+        mouth_amplitude: float = 1.0,
+        batch_size: int = 8,
+        generator: Optional[torch.Generator] = None,
+        fast: bool = True,
+    ) -> Iterator[np.ndarray]:
+        r"""Generate a talking-head video chunk by chunk, yielding each chunk as soon as it is rendered.
+
+        Memory stays flat in the video's length: no frame is kept after it is yielded (only the speech and its
+        per-frame feature windows are held, about 0.23 MB per second of audio). Arguments as in :meth:`__call__`;
+        ``fast`` defaults to True here (the fast engine; ``fast=False`` streams the reference path).
+
+        Yields:
+            (n, H, W, 3) uint8 frames, ``batch_size`` at a time (the last chunk may be shorter). Concatenated, they
+            equal ``__call__(..., fast=fast).frames``.
+
+        Examples:
+            ```py
+            >>> from s3d_pipeline import S3DNeRFPipeline
+            >>> from s3d_pipeline.video import VideoWriter
+            >>> from s3d_pipeline.audio import load_audio
+
+            >>> pipe = S3DNeRFPipeline.from_pretrained("checkpoints/s3d-nerf-demo")
+            >>> speech = load_audio("assets/speech.wav")
+            >>> with VideoWriter("talking.mp4", fps=25, audio=speech) as writer:
+            ...     for chunk in pipe.stream("assets/portrait.png", (speech, 16000)):
+            ...         writer.write(chunk)
+            ```
+        """
+        waveform, poses, identity, crop = self._prepare_inputs(
+            image, audio, yaw, pitch, roll, fps, identity, aligned, crop, mouth_amplitude, batch_size, generator, "np", fast
+        )
+        for _, frames, _ in self._output_chunks(identity, waveform, poses, fps, batch_size, mouth_amplitude, generator, crop, fast):
+            yield self._postprocess(frames, "np")
+
     @torch.no_grad()
     def __call__(
         self,
@@ -248,6 +353,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         return_dict: bool = True,
         compute_sync: bool = True,
         callback_on_frame_end: Optional[Callable[[int, int], None]] = None,
+        fast: bool = False,
     ):
         r"""Generate a talking-head video.
 
@@ -264,40 +370,29 @@ class S3DNeRFPipeline(DiffusionPipeline):
             mouth_amplitude: scales the speech-driven displacement Δx (1 = as trained, 0 = still face).
             batch_size: frames rendered together.
             generator: when given, jitters the ray samples within their bins (reproducible for a seed);
-                without it, samples sit at bin centres.
+                without it, samples sit at bin centres. Reference path only.
             output_type: "np" (N, H, W, 3) uint8, "pil" list of images, or "pt" (N, 3, H, W) floats in [0, 1].
             return_dict: return an [`S3DNeRFPipelineOutput`] rather than a tuple.
             compute_sync: score the result with the lip-sync discriminator.
             callback_on_frame_end: called as ``callback(frames_done, total_frames)`` after each chunk.
+            fast: render with the fast engine (:mod:`.rendering.fast_renderer`: same weights, cached identity,
+                fewer samples, bf16) instead of the reference path; for streaming see :meth:`stream`.
 
         Returns:
             [`S3DNeRFPipelineOutput`] or ``(frames, sync_confidence)``.
         """
-        # 1. Check inputs
-        self.check_inputs(image if identity is None else identity, audio, fps, output_type, batch_size, mouth_amplitude)
-
-        # 2. Load the speech; the video length follows from it
-        waveform = load_audio(audio)
-        if waveform.size / SAMPLE_RATE > MAX_AUDIO_SECONDS:
-            raise InvalidAudioError(f"the audio lasts {waveform.size / SAMPLE_RATE:.0f} s; the limit is {MAX_AUDIO_SECONDS:.0f} s: split it into shorter clips")
-        num_frames = num_video_frames(waveform.size, fps)
-        waveform = np.pad(waveform, (0, max(0, round(num_frames / fps * SAMPLE_RATE) - waveform.size)))[: round(num_frames / fps * SAMPLE_RATE)]
-
-        # 3. Head poses (offsets from the source pose) per frame
-        poses = self.head_poses(yaw, pitch, roll, num_frames)
-
-        # 4. Encode the identity (once)
-        if identity is None:
-            identity = self.encode_identity(image, aligned=aligned)
+        # 1.-4. Check inputs, load the speech, head poses, encode the identity
+        waveform, poses, identity, crop = self._prepare_inputs(
+            image, audio, yaw, pitch, roll, fps, identity, aligned, crop, mouth_amplitude, batch_size, generator, output_type, fast
+        )
+        num_frames = poses.shape[0]
 
         # 5. Render frames chunk by chunk
-        if crop is None:
-            crop = identity.portrait.backend == "pre-aligned"
         crops, frames, depths, attentions = [], [], [], []
         with self.progress_bar(total=num_frames) as progress:
-            for chunk in self.iter_frames(identity, waveform, poses, fps, batch_size, mouth_amplitude, generator):
-                crops.append(chunk.frames.cpu())
-                frames.append(crops[-1] if crop else self._paste_back(crops[-1], identity.portrait))
+            for crop_chunk, frame_chunk, chunk in self._output_chunks(identity, waveform, poses, fps, batch_size, mouth_amplitude, generator, crop, fast):
+                crops.append(crop_chunk)
+                frames.append(frame_chunk)
                 depths.append(chunk.depth.cpu())
                 if chunk.attention is not None:
                     attentions.append(chunk.attention.cpu())

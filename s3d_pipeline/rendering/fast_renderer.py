@@ -1,0 +1,360 @@
+"""The fast inference path: the same component weights as the reference path, rearranged for a CPU.
+
+The reference path (``S3DNeRFPipeline.render_frames``, what training uses) evaluates every network exactly as
+written. This engine produces the same frames up to a measured error (``s3d-nerf bench`` reports the PSNR
+between the two) and moves all per-identity work out of the per-frame loop:
+
+* **Pre-summed tri-plane.** The four tri-plane scales are resampled once per identity onto the finest grid
+  (plus a one-texel border, so the finest scale's zero padding is reproduced exactly) and summed: a point
+  needs one bilinear lookup instead of four. Exact for the finest scale; the coarser scales' bilinear kinks
+  are smoothed within one fine texel.
+* **One gather for all planes.** A lookup is one ``embedding_bag`` over a channels-last table of texels:
+  12 weighted rows per point (3 planes x 4 corners, the plane mean folded into the weights), rather than
+  ``grid_sample`` over channel-first planes. The deformation planes use the same lookup.
+* **Occupancy-bounded samples.** At identity time the model's own (undeformed) density is evaluated on a
+  coarse grid; the box holding every voxel that could add visible opacity, grown by the largest Δx the
+  deformation field can produce, bounds the samples of each ray. All ``num_samples`` samples of a ray go
+  inside the box, in one pass (no coarse network pass for importance sampling).
+* **Split first convolutions.** Where a convolution reads per-identity channels beside per-frame ones
+  (the deformation U-Net's input, the super-resolution's source features) it is split by linearity:
+  the per-identity part is convolved once and cached. The U-Net's per-frame condition is convolved once per
+  frame instead of once per plane.
+* **bf16** autocast for the per-point MLPs (displacement and decoder); lookups and volume integration stay fp32.
+  Convolutions run fp32 in channels-last layout (bf16 convolutions measured slower on this CPU, no AMX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.deformation_field import DeformationFieldOutput
+from .cameras import frontal_cam2world
+from .rays import pixel_rays
+from .volume import composite
+
+# A voxel counts as occupied when its density could make a whole ray more than this opaque.
+OPACITY_EPSILON = 1e-3
+
+
+# Plane coordinates as one linear map of a point: (u, v) of the xy, zy and xz planes (see ``plane_coordinates``).
+_TO_PLANE_UV = torch.tensor(
+    [
+        # u0  u1  u2  v0   v1   v2
+        [1.0, 0.0, 1.0, 0.0, 0.0, 0.0],  # x
+        [0.0, 0.0, 0.0, -1.0, -1.0, 0.0],  # y
+        [0.0, 1.0, 0.0, 0.0, 0.0, 1.0],  # z
+    ]
+)
+_CORNERS = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])  # (dy, dx) of the four bilinear corners
+
+
+@dataclass
+class PlaneTable:
+    """Planes as one channels-last gather table, each plane framed by a ring of zero texels.
+
+    The ring makes bilinear lookups need no bounds checks: coordinates are clamped onto it, where they read
+    exactly the zeros ``grid_sample``'s zero padding gives. Rows are pre-divided by 3 so that summing the three
+    planes' samples gives their mean.
+
+    Attributes:
+        rows: (B*3*(H+3)*(W+3), C) texels, row-major per framed plane.
+        batch, height, width: the planes' batch and size (without the ring).
+        extent: half-size of the cube the planes cover.
+    """
+
+    rows: torch.Tensor
+    batch: int
+    height: int
+    width: int
+    extent: float
+
+    @classmethod
+    def from_planes(cls, planes: torch.Tensor, extent: float) -> "PlaneTable":
+        """planes (B, 3, C, H, W) -> a table."""
+        batch, _, channels, height, width = planes.shape
+        framed = F.pad(planes / 3.0, (1, 2, 1, 2))  # (B, 3, C, H+3, W+3): one zero texel before, two after
+        rows = framed.permute(0, 1, 3, 4, 2).reshape(-1, channels)  # (B*3*(H+3)*(W+3), C)
+        return cls(rows=rows.contiguous(), batch=batch, height=height, width=width, extent=extent)
+
+    def lookup(self, points: torch.Tensor) -> torch.Tensor:
+        """Bilinear features at points (B, M, 3), averaged over the three planes: (B, M, C).
+
+        Matches :func:`~s3d_pipeline.rendering.triplane.sample_planes` (``align_corners=False``, zeros outside);
+        a table of batch 1 serves every batch.
+        """
+        batch, num_points, _ = points.shape
+        h, w = self.height, self.width
+        uv = points @ (_TO_PLANE_UV.to(points) / self.extent)  # (B, M, 6) in [-1, 1] on the planes
+        scale = uv.new_tensor([w / 2] * 3 + [h / 2] * 3)
+        limit = uv.new_tensor([w + 1.0] * 3 + [h + 1.0] * 3)
+        # Texel coordinates in the framed plane (+1 for the ring), clamped onto the ring.
+        g = torch.minimum((uv + 1) * scale + 0.5, limit).clamp_min_(0.0)  # (B, M, 6)
+        g0 = g.floor()
+        frac = g - g0  # (B, M, 6)
+        plane = torch.arange(3, device=points.device, dtype=g.dtype) * ((h + 3) * (w + 3))  # (3,)
+        if self.batch > 1:
+            plane = plane + 3 * (h + 3) * (w + 3) * torch.arange(batch, device=points.device, dtype=g.dtype)[:, None, None]
+        top_left = plane + g0[..., 3:] * (w + 3) + g0[..., :3]  # (B, M, 3) row of each plane's top-left corner
+        corners = _CORNERS.to(points.device)
+        index = top_left[..., None].long() + (corners[:, 0] * (w + 3) + corners[:, 1])  # (B, M, 3, 4)
+        fx, fy = frac[..., :3, None], frac[..., 3:, None]  # (B, M, 3, 1)
+        weight = torch.where(corners[:, 0] == 1, fy, 1 - fy) * torch.where(corners[:, 1] == 1, fx, 1 - fx)  # (B, M, 3, 4)
+        index, weight = index.reshape(batch * num_points, 12), weight.reshape(batch * num_points, 12).to(self.rows.dtype)
+        return F.embedding_bag(index, self.rows, per_sample_weights=weight, mode="sum").reshape(batch, num_points, -1)
+
+
+def presum_triplanes(triplanes: Sequence[torch.Tensor], extent: float) -> PlaneTable:
+    """Multi-scale tri-plane (per scale (1, 3, C, H_s, W_s), finest first) -> one summed table.
+
+    Every scale is sampled at the texel centres of the finest grid grown by one texel on each side (where the
+    finest scale's zero padding has fallen to zero), and the samples are summed.
+    """
+    finest = triplanes[0]
+    channels, size = finest.shape[2], finest.shape[-1]
+    grown = size + 2
+    centres = ((torch.arange(grown, dtype=finest.dtype) - 0.5) * 2 / size - 1).to(finest.device)  # texel centres, [-1, 1] units
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    grid = torch.stack([u, v], -1)[None].expand(3, -1, -1, -1)  # (3, H+2, W+2, 2)
+    summed = sum(
+        F.grid_sample(planes[0], grid, mode="bilinear", padding_mode="zeros", align_corners=False) for planes in triplanes
+    )  # (3, C, H+2, W+2)
+    return PlaneTable.from_planes(summed[None], extent * grown / size)
+
+
+def sample_radius(config) -> float:
+    """How far from the head centre a ray sample can be, for any camera on the pose sphere (the pipeline's cameras
+    are rotations of the frontal one, so the frontal camera's farthest sample, at a ray's near or far end, is it)."""
+    origins, dirs = pixel_rays(frontal_cam2world()[None], config.ray_resolution, config.focal)  # (1, N, 3)
+    ends = torch.tensor([config.ray_near, config.ray_far])[:, None]  # (2, 1)
+    points = origins[:, :, None] + dirs[:, :, None] * ends  # (1, N, 2, 3)
+    return float(points.norm(dim=-1).max()) + 0.5 / config.ray_resolution  # pixel centres fall short of the corner
+
+
+def occupied_box(
+    density: "callable", radius: float, resolution: int, path_length: float, margin: float
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The axis-aligned box around every voxel whose density could add visible opacity.
+
+    Args:
+        density: points (1, M, 3) -> densities (1, M, 1).
+        radius: the grid covers [-radius, radius]^3 (every ray sample lies inside).
+        resolution: voxels per side.
+        path_length: the longest ray segment; a density below ``OPACITY_EPSILON / path_length`` is empty.
+        margin: grown by this much on every side (the largest Δx, plus a voxel for the grid's coarseness).
+
+    Returns:
+        lo (3,), hi (3,) corners; an empty box (lo > hi) when nothing is occupied.
+    """
+    centres = (torch.arange(resolution) + 0.5) / resolution * 2 * radius - radius
+    grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(1, -1, 3)  # (1, G^3, 3)
+    occupied = density(grid)[0, :, 0] > OPACITY_EPSILON / path_length
+    if not occupied.any():
+        return torch.full((3,), 1.0), torch.full((3,), -1.0)
+    points = grid[0][occupied]
+    grow = margin + 2 * radius / resolution
+    return points.min(0).values - grow, points.max(0).values + grow
+
+
+def box_depths(origins, dirs, lo, hi, near: float, far: float, num_samples: int) -> torch.Tensor:
+    """``num_samples`` bin-centred depths per ray inside the box ∩ [near, far]: (B, N, S, 1).
+
+    A ray that misses the box gets all its samples at one depth, which integrates to zero opacity.
+    """
+    safe = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t_lo, t_hi = (lo - origins) / safe, (hi - origins) / safe  # (B, N, 3) slab entries and exits
+    enter = torch.minimum(t_lo, t_hi).amax(-1).clamp(near, far)  # (B, N)
+    leave = torch.maximum(t_lo, t_hi).amin(-1).clamp(near, far)
+    leave = torch.maximum(leave, enter)
+    bins = (torch.arange(num_samples, device=dirs.device, dtype=dirs.dtype) + 0.5) / num_samples  # (S,)
+    return (enter[..., None] + (leave - enter)[..., None] * bins).unsqueeze(-1)
+
+
+class SplitConv(nn.Module):
+    """A convolution over ``cat([per_frame, per_identity])`` computed as two: the per-identity half is
+    convolved once (:meth:`cache`, bias included) and added to every frame's half (linearity of convolution)."""
+
+    def __init__(self, conv: nn.Conv2d, per_frame_channels: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.split = per_frame_channels
+
+    def cache(self, per_identity: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        return F.conv2d(per_identity, conv.weight[:, self.split :], conv.bias, conv.stride, conv.padding)
+
+    def forward(self, per_frame: torch.Tensor, cached: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        return F.conv2d(per_frame, conv.weight[:, : self.split], None, conv.stride, conv.padding) + cached
+
+
+@dataclass
+class FastIdentity:
+    """The per-identity cache of the fast path.
+
+    Attributes:
+        triplane: the pre-summed multi-scale tri-plane as a table.
+        box: (lo, hi) corners bounding the samples.
+        unet_identity: (3, c0, R, R) the deformation U-Net's first convolution over the identity's planes.
+        sr_source: the super-resolution's first convolution of each stage over the source features.
+    """
+
+    triplane: PlaneTable
+    box: Tuple[torch.Tensor, torch.Tensor]
+    unet_identity: Optional[torch.Tensor]
+    sr_source: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class FastFrames:
+    """A rendered chunk: frames (n, 3, R, R) in [0, 1], depth (n, r, r), cross-modal attention (n, g, g) or None."""
+
+    frames: torch.Tensor
+    depth: torch.Tensor
+    attention: Optional[torch.Tensor]
+
+
+class FastRenderer:
+    """The per-frame path (a_dri -> Δx -> volume rendering -> super-resolution) of a pipeline's components,
+    rearranged for speed. It holds references to the components, not copies: same weights, no retraining.
+
+    Args:
+        audio_encoder, deformation_field, renderer, super_resolution: the pipeline's components.
+        num_samples: samples per ray, all inside the occupied box (the reference uses ``num_coarse`` +
+            ``num_importance``).
+        dtype: compute type of the per-point MLPs (``torch.bfloat16`` autocast, or ``torch.float32``).
+        occupancy_resolution: voxels per side of the identity's occupancy grid.
+    """
+
+    def __init__(
+        self,
+        audio_encoder,
+        deformation_field,
+        renderer,
+        super_resolution,
+        num_samples: int = 12,
+        dtype: torch.dtype = torch.bfloat16,
+        occupancy_resolution: int = 32,
+    ) -> None:
+        self.audio_encoder = audio_encoder
+        self.deformation_field = deformation_field
+        self.renderer = renderer
+        self.super_resolution = super_resolution
+        self.num_samples = num_samples
+        self.dtype = dtype
+        self.occupancy_resolution = occupancy_resolution
+        sr = super_resolution
+        feature_dim = renderer.config.feature_dim
+        self.sr_convs = (
+            SplitConv(sr.coarse[0][0], feature_dim + 1),
+            SplitConv(sr.up1[0], sr.config.channels[0]),
+            SplitConv(sr.up2[0], sr.config.channels[1]),
+        )
+        if deformation_field.uses_planes:
+            self.unet_first = deformation_field.unet.enc0[0]
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
+
+    # ------------------------------------------------------------------ per identity
+    @torch.no_grad()
+    def prepare(self, triplanes: Tuple[torch.Tensor, ...], source_features: Tuple[torch.Tensor, ...]) -> FastIdentity:
+        """Everything the fast path can compute once per identity (batch-1 encodings)."""
+        cfg = self.renderer.config
+        table = presum_triplanes(triplanes, cfg.triplane_extent)
+        df = self.deformation_field
+        margin = df.config.max_displacement if df.config.mode != "none" else 0.0
+        box = occupied_box(
+            lambda p: self.renderer.decode(table.lookup(p))[0], sample_radius(cfg), self.occupancy_resolution, cfg.ray_far - cfg.ray_near, margin
+        )
+        unet_identity = None
+        if df.uses_planes:
+            res = df.config.unet_resolution
+            planes = df.identity_planes(triplanes)[0]  # (3, C, R, R)
+            plane_id = df.plane_embedding[:, :, None, None].expand(-1, -1, res, res)  # (3, 8, R, R)
+            weight = self.unet_first.weight
+            c = planes.shape[1]
+            per_frame = weight.shape[1] - c - plane_id.shape[1]
+            # U-Net input channels: [planes (C) | condition + audio (per frame) | plane embedding (8)].
+            unet_identity = F.conv2d(planes, weight[:, :c], self.unet_first.bias, padding=1) + F.conv2d(
+                plane_id, weight[:, c + per_frame :], None, padding=1
+            )  # (3, c0, R, R)
+        src0, src1, src2 = source_features
+        sr_source = tuple(conv.cache(src) for conv, src in zip(self.sr_convs, (src2, src1, src0)))
+        return FastIdentity(triplane=table, box=box, unet_identity=unet_identity, sr_source=sr_source)
+
+    # ------------------------------------------------------------------ per frame
+    def deformation_planes(self, identity_slots, fast: FastIdentity, a_dri):
+        """(deformation planes (N, 3, Cd, R, R) or None, attention map (N, g, g) or None)."""
+        df = self.deformation_field
+        if not df.uses_planes:
+            return None, None
+        n, res = a_dri.pooled.shape[0], df.config.unet_resolution
+        condition, attention_map, _ = df.frame_condition(identity_slots, a_dri.tokens)  # (N, D, R, R)
+        audio_map = a_dri.pooled[:, :, None, None].expand(-1, -1, res, res)
+        per_frame = torch.cat([condition, audio_map], dim=1).contiguous(memory_format=torch.channels_last)  # (N, D+A, R, R)
+        c = df.config.plane_channels  # U-Net input channels: [planes (C) | condition + audio (per frame) | plane embedding]
+        frame_part = F.conv2d(per_frame, self.unet_first.weight[:, c : c + per_frame.shape[1]], None, padding=1)  # (N, c0, R, R)
+        first = (frame_part[:, None] + fast.unet_identity[None]).flatten(0, 1)  # (N*3, c0, R, R)
+        enc0 = df.unet.enc0
+        e0 = enc0[2](enc0[1](first))  # GroupNorm, SiLU of the first block
+        planes = df.unet.from_first_level(e0.contiguous(memory_format=torch.channels_last))
+        return planes.reshape(n, 3, -1, res, res), attention_map
+
+    def render(self, fast: FastIdentity, deform_planes, audio_pooled, cam2world: torch.Tensor, mouth_amplitude: float):
+        """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r))."""
+        cfg = self.renderer.config
+        df = self.deformation_field
+        batch, res = cam2world.shape[0], cfg.ray_resolution
+        origins, dirs = pixel_rays(cam2world, res, cfg.focal)  # (B, N, 3)
+        depths = box_depths(origins, dirs, *fast.box, cfg.ray_near, cfg.ray_far, self.num_samples)  # (B, N, S, 1)
+        points = (origins[:, :, None] + dirs[:, :, None] * depths).reshape(batch, -1, 3)  # (B, N*S, 3)
+        if df.config.mode != "none" and mouth_amplitude != 0:
+            context = None
+            if deform_planes is not None:
+                context = PlaneTable.from_planes(deform_planes, df.config.triplane_extent).lookup(points)  # (B, M, Cd)
+            field = DeformationFieldOutput(planes=None, audio=audio_pooled)
+            with self._autocast():
+                delta = df.displacement(field, points, context=context).float()
+            points = points + mouth_amplitude * delta
+        features = fast.triplane.lookup(points)  # (B, M, C)
+        with self._autocast():
+            density, feats = self.renderer.decode(features)
+        shape = (batch, res * res, self.num_samples, -1)
+        density, feats = density.float().reshape(shape), feats.float().reshape(shape)  # (B, N, S, 1), (B, N, S, F)
+        # Integrate the densities alone, then the features in one weighted sum: an interval's feature is the mean of
+        # its two ends, so sample j carries half the weights of the intervals on either side of it.
+        result = composite(density, density[..., :0], depths)
+        weights = result.weights  # (B, N, S, 1), the last one zero
+        per_sample = 0.5 * (weights + F.pad(weights[:, :, :-1], (0, 0, 1, 0)))  # (B, N, S, 1)
+        features = (per_sample * feats).sum(dim=2)  # (B, N, F)
+        to_image = lambda t: t.transpose(1, 2).reshape(batch, -1, res, res)  # (B, N, C) -> (B, C, r, r)  # noqa: E731
+        return to_image(features), to_image(result.depth), to_image(result.opacity)
+
+    def super_resolve(self, fast: FastIdentity, features, opacity, source) -> torch.Tensor:
+        """Coarse render -> the frame (N, 3, R, R) in [-1, 1], with the source halves of the convolutions cached."""
+        sr = self.super_resolution
+        coarse_conv, up1_conv, up2_conv = self.sr_convs
+        cached_coarse, cached_up1, cached_up2 = fast.sr_source
+        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
+        x = torch.cat([features, opacity], dim=1).contiguous(memory_format=torch.channels_last)
+        x = sr.coarse[0][2](sr.coarse[0][1](coarse_conv(x, cached_coarse)))  # conv, GroupNorm, SiLU
+        x = sr.coarse[1](x)
+        x = sr.up1[2](sr.up1[1](up1_conv(up(x), cached_up1)))
+        x = sr.up2[2](sr.up2[1](up2_conv(up(x), cached_up2)))
+        return sr.compose(sr.out(x), features, opacity, source).image
+
+    @torch.no_grad()
+    def render_frames(self, identity, fast: FastIdentity, audio_windows, cam2world, mouth_amplitude: float = 1.0) -> FastFrames:
+        """The whole per-frame path for a chunk: windows (n, F, W), cam2world (n, 4, 4) -> frames."""
+        a_dri = self.audio_encoder(audio_windows)
+        deform_planes, attention = self.deformation_planes(identity.slots, fast, a_dri)
+        features, depth, opacity = self.render(fast, deform_planes, a_dri.pooled, cam2world, mouth_amplitude)
+        image = self.super_resolve(fast, features, opacity, identity.source)
+        frames = image.clamp(-1, 1).add(1).div(2)
+        return FastFrames(frames=frames, depth=depth[:, 0], attention=attention)
+

@@ -1,7 +1,9 @@
 """``s3d-nerf train``: pretrain the lip-sync discriminator, then train the generator (see :mod:`s3d_pipeline.training`).
 
-Multi-GPU / multi-node: start the same command with ``accelerate launch`` (e.g. ``accelerate launch
---num_processes 8 -m s3d_pipeline.cli train ...``); on CPUs, ``accelerate launch --cpu --num_processes 2``.
+Several processes: start the same command under a distributed launcher and ``accelerate`` picks the setting up
+from its environment. GPUs, one or many nodes: ``accelerate launch --multi_gpu --num_processes 8 [--num_machines 2
+--machine_rank R --main_process_ip HOST] -m s3d_pipeline.cli train ...``. CPUs (gloo):
+``python -m torch.distributed.run --nproc_per_node 2 -m s3d_pipeline.cli train ...``.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class SyncNetConfig:
     lr: float = 1e-4
     min_shift: int = 3
     max_shift: int = 15
-    mismatched_fraction: float = 0.5
+    mismatched_fraction: float = 0.25
 
 
 @dataclass

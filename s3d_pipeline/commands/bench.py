@@ -1,59 +1,47 @@
 """``s3d-nerf bench``: speed and memory of the per-frame path (audio features -> deformation -> rendering ->
-super-resolution -> uint8 frame) at a checkpoint's config. The last stdout line is one JSON object."""
+super-resolution -> uint8 frame), fast path and reference path in the same run (see :mod:`s3d_pipeline.benchmark`).
+The last stdout line is one JSON object."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
-import time
 
-from ..paths import DEFAULT_CHECKPOINT, DEFAULT_IMAGE
+from ..paths import DEFAULT_CHECKPOINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="pipeline folder to measure")
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of (synthetic) speech to render")
+    parser.add_argument("--config", default=None, help="measure a named architecture with random weights instead (demo, paper, tiny)")
+    parser.add_argument("--as-shipped", action="store_true", help="keep zero-initialised output layers at zero (see benchmark.load_pipeline)")
+    parser.add_argument("--frames", type=int, default=48, help="frames timed on the fast path")
+    parser.add_argument("--reference-frames", type=int, default=8, help="frames timed on the (slow) reference path")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats behind each median")
+    parser.add_argument("--rss-seconds", type=float, nargs=2, default=(10.0, 60.0), metavar=("SHORT", "LONG"), help="speech lengths for peak RSS")
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from ..benchmark import BenchSetup, run_benchmark
 
-    from .. import S3DNeRFPipeline
-    from ..audio import SAMPLE_RATE
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    pipe = S3DNeRFPipeline.from_pretrained(args.checkpoint)
-    pipe.set_progress_bar_config(disable=True)
-    rng = np.random.default_rng(0)
-    t = np.arange(int(args.seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    speech = (0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-
-    start = time.perf_counter()
-    identity = pipe.encode_identity(str(DEFAULT_IMAGE), aligned=True)  # the model alone; face detection is not timed
-    identity_ms = (time.perf_counter() - start) * 1000
-
-    pipe(audio=(speech[: SAMPLE_RATE // 5], SAMPLE_RATE), identity=identity, compute_sync=False)  # warm-up
-    start = time.perf_counter()
-    out = pipe(audio=(speech, SAMPLE_RATE), identity=identity, fps=args.fps, batch_size=args.batch_size, compute_sync=False)
-    render_s = time.perf_counter() - start
-    frames = len(out.frames)
-    result = {
-        "config": {"ray_resolution": pipe.renderer.config.ray_resolution, "resolution": pipe.resolution,
-                   "samples": pipe.renderer.config.num_coarse + pipe.renderer.config.num_importance, "batch_size": args.batch_size,
-                   "threads": torch.get_num_threads()},
-        "frames": frames,
-        "fps": frames / render_s,
-        "identity_encode_ms": identity_ms,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped)
+    result = run_benchmark(
+        setup,
+        frames=args.frames,
+        reference_frames=args.reference_frames,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        rss_seconds=tuple(args.rss_seconds),
+        fps=args.fps,
+    )
     if not args.json:
-        print(f"{frames} frames in {render_s:.2f} s: {result['fps']:.2f} FPS; identity {identity_ms:.0f} ms")
+        print(
+            f"fast {result['fps']:.2f} FPS vs reference {result['reference_fps']:.3f} FPS (x{result['speedup']}), "
+            f"PSNR {result['psnr_vs_reference']:.1f} dB; identity {result['identity_encode_ms']:.0f} ms, first frame "
+            f"{result['first_frame_ms']:.0f} ms; load {result['loadavg']['before'][0]:.1f}"
+        )
     print(json.dumps(result))
     return 0

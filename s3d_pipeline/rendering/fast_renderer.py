@@ -5,7 +5,7 @@ written. This engine produces the same frames up to a measured error (``s3d-nerf
 between the two) and moves all per-identity work out of the per-frame loop:
 
 * **Pre-summed tri-plane.** The four tri-plane scales are resampled once per identity onto the finest grid
-  (plus a one-texel border, so the finest scale's zero padding is reproduced exactly) and summed: a point
+  (grown by a border where the coarser scales' zero padding fades out) and summed: a point
   needs one bilinear lookup instead of four. Exact for the finest scale; the coarser scales' bilinear kinks
   are smoothed within one fine texel.
 * **One gather for all planes.** A lookup is one ``embedding_bag`` over a channels-last table of texels:
@@ -25,6 +25,7 @@ between the two) and moves all per-identity work out of the per-frame loop:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -111,18 +112,20 @@ class PlaneTable:
 def presum_triplanes(triplanes: Sequence[torch.Tensor], extent: float) -> PlaneTable:
     """Multi-scale tri-plane (per scale (1, 3, C, H_s, W_s), finest first) -> one summed table.
 
-    Every scale is sampled at the texel centres of the finest grid grown by one texel on each side (where the
-    finest scale's zero padding has fallen to zero), and the samples are summed.
+    Every scale is sampled at the texel centres of the finest grid, grown on each side until the coarsest scale's
+    zero padding has fallen to zero (half a coarse texel past the edge, plus one fine texel), and the samples are
+    summed.
     """
     finest = triplanes[0]
-    channels, size = finest.shape[2], finest.shape[-1]
-    grown = size + 2
-    centres = ((torch.arange(grown, dtype=finest.dtype) - 0.5) * 2 / size - 1).to(finest.device)  # texel centres, [-1, 1] units
+    size = finest.shape[-1]
+    margin = math.ceil(0.5 * size / min(p.shape[-1] for p in triplanes)) + 1  # fine texels
+    grown = size + 2 * margin
+    centres = ((torch.arange(grown, dtype=finest.dtype) - margin + 0.5) * 2 / size - 1).to(finest.device)  # in [-1, 1] units
     v, u = torch.meshgrid(centres, centres, indexing="ij")
-    grid = torch.stack([u, v], -1)[None].expand(3, -1, -1, -1)  # (3, H+2, W+2, 2)
+    grid = torch.stack([u, v], -1)[None].expand(3, -1, -1, -1)  # (3, H+2m, W+2m, 2)
     summed = sum(
         F.grid_sample(planes[0], grid, mode="bilinear", padding_mode="zeros", align_corners=False) for planes in triplanes
-    )  # (3, C, H+2, W+2)
+    )  # (3, C, H+2m, W+2m)
     return PlaneTable.from_planes(summed[None], extent * grown / size)
 
 

@@ -1,0 +1,245 @@
+"""Measuring the per-frame path: speed of the fast and reference paths in one run, their PSNR, identity encoding,
+time to first frame, and peak memory of streamed generation (each length in its own subprocess, because a
+process's RSS high-water mark never goes down).
+
+The machine may be shared, so every timing is a median over repeats and the load average is recorded with it;
+compare the fast path with the reference path from the same run, not across runs.
+
+Run one memory measurement alone with ``python -m s3d_pipeline.benchmark --peak-rss SECONDS [--config NAME |
+--checkpoint PATH]``; it prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+from .paths import DEFAULT_CHECKPOINT, DEFAULT_IMAGE
+
+STAGES = ("audio", "deformation", "rendering", "super_resolution", "to_uint8")
+
+
+@dataclass
+class BenchSetup:
+    """What to measure: a named random-weight config or a checkpoint folder."""
+
+    config: Optional[str] = None
+    checkpoint: str = str(DEFAULT_CHECKPOINT)
+    threads: int = 2
+    as_shipped: bool = False
+
+
+def load_pipeline(setup: BenchSetup):
+    """The pipeline to measure. Unless ``as_shipped``, the two output layers that start at zero (the displacement
+    MLP's last layer, the super-resolution's output convolution) get small seeded random values, so Δx and the
+    residual are not trivially zero when the two paths are compared (an untrained checkpoint has them at zero).
+    The compute is the same either way."""
+    from . import S3DNeRFPipeline
+    from .configs import build_pipeline
+
+    torch.set_num_threads(setup.threads)
+    pipe = build_pipeline(setup.config) if setup.config else S3DNeRFPipeline.from_pretrained(setup.checkpoint)
+    pipe.set_progress_bar_config(disable=True)
+    if not setup.as_shipped:
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for layer, std in ((getattr(pipe.deformation_field, "displacement_mlp", [None])[-1], 0.05), (pipe.super_resolution.out, 0.02)):
+                if layer is not None and not layer.weight.any():
+                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
+    return pipe
+
+
+def speech(seconds: float) -> np.ndarray:
+    """A voiced tone with a syllable-rate envelope and a little noise (16 kHz float32): stands in for speech."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    voiced = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return (voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between uint8 frames."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    return (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (n, R, R, 3)
+
+
+@torch.no_grad()
+def stage_times(pipe, identity, windows, cams, fast: bool, repeats: int) -> Dict[str, float]:
+    """Milliseconds per frame of each stage, median over ``repeats`` runs of one chunk."""
+    n = windows.shape[0]
+    engine = pipe.fast_renderer
+    times: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+
+    def timed(stage, fn):
+        start = time.perf_counter()
+        out = fn()
+        times[stage].append((time.perf_counter() - start) * 1000 / n)
+        return out
+
+    for _ in range(repeats):
+        a_dri = timed("audio", lambda: pipe.audio_encoder(windows))
+        if fast:
+            planes, _ = timed("deformation", lambda: engine.deformation_planes(identity.slots, identity.fast, a_dri))
+            features, _, opacity = timed("rendering", lambda: engine.render(identity.fast, planes, a_dri.pooled, cams, 1.0))
+            image = timed("super_resolution", lambda: engine.super_resolve(identity.fast, features, opacity, identity.source))
+        else:
+            df = pipe.deformation_field
+            field = timed("deformation", lambda: df(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled))
+            displacement = (lambda p: df.displacement(field, p)) if df.config.mode != "none" else None
+            coarse = timed("rendering", lambda: pipe.renderer(identity.triplanes, cams, displacement))
+            image = timed("super_resolution", lambda: pipe.super_resolution(coarse.features, coarse.opacity, identity.source, identity.source_features).image)
+        timed("to_uint8", lambda: _to_uint8(image.clamp(-1, 1).add(1).div(2)))
+    return {stage: round(statistics.median(t), 2) for stage, t in times.items()}
+
+
+@torch.no_grad()
+def chunk_fps(pipe, identity, waveform, poses, fps: float, batch_size: int, fast: bool, chunks: int) -> tuple:
+    """Frames per second of the whole per-frame path (median chunk time) and the uint8 frames rendered."""
+    times, frames = [], []
+    iterator = pipe.iter_frames(identity, waveform, poses, fps, batch_size, fast=fast)
+    for _ in range(chunks):
+        start = time.perf_counter()
+        chunk = next(iterator)
+        frames.append(_to_uint8(chunk.frames))
+        times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times), np.concatenate(frames)
+
+
+def peak_rss_subprocess(setup: BenchSetup, seconds: float, batch_size: int) -> float:
+    """Peak RSS (MB) of streaming ``seconds`` of speech into an mp4 with the fast path, in a fresh process."""
+    cmd = [sys.executable, "-m", "s3d_pipeline.benchmark", "--peak-rss", str(seconds), "--threads", str(setup.threads), "--batch-size", str(batch_size)]
+    cmd += ["--config", setup.config] if setup.config else ["--checkpoint", setup.checkpoint]
+    if setup.as_shipped:
+        cmd.append("--as-shipped")
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def run_benchmark(
+    setup: BenchSetup,
+    frames: int = 48,
+    reference_frames: int = 8,
+    batch_size: int = 8,
+    repeats: int = 3,
+    rss_seconds: tuple = (10.0, 60.0),
+    fps: float = 25.0,
+) -> dict:
+    """Everything ``s3d-nerf bench`` reports, as one dict."""
+    from .rendering.cameras import pose_to_cam2world
+
+    load_before = os.getloadavg()
+    pipe = load_pipeline(setup)
+    seconds = max(frames, reference_frames) / fps
+    waveform = speech(seconds)
+    num_frames = round(seconds * fps)
+    # A gentle head turn, so the cameras differ from frame to frame.
+    poses = torch.stack([10 * torch.sin(torch.linspace(0, 3, num_frames)), torch.zeros(num_frames), torch.zeros(num_frames)], -1)
+
+    # Identity encoding: the single-shot "fit" (the aligned portrait: face detection is not the model's work).
+    pipe.encode_identity(str(DEFAULT_IMAGE), aligned=True, fast=True)  # warm-up
+    identity_ms = median_ms(lambda: pipe.encode_identity(str(DEFAULT_IMAGE), aligned=True, fast=True), repeats)
+    identity = pipe.encode_identity(str(DEFAULT_IMAGE), aligned=True, fast=True)
+
+    # Warm up both paths, then the time from asking for a stream to its first chunk.
+    next(pipe.iter_frames(identity, waveform, poses, fps, batch_size, fast=True))
+    next(pipe.iter_frames(identity, waveform, poses, fps, batch_size, fast=False))
+    first_frame_ms = median_ms(lambda: next(pipe.stream(audio=(waveform, SAMPLE_RATE), identity=identity, yaw=poses[:, 0], fps=fps, batch_size=batch_size)), repeats)
+
+    # Speed of the whole per-frame path, fast and reference, on the same inputs; their PSNR on the same frames.
+    fast_fps, fast_frames = chunk_fps(pipe, identity, waveform, poses, fps, batch_size, True, max(1, frames // batch_size))
+    reference_fps, reference_frames_out = chunk_fps(pipe, identity, waveform, poses, fps, batch_size, False, max(1, reference_frames // batch_size))
+    compared = min(len(fast_frames), len(reference_frames_out))
+    quality = psnr(fast_frames[:compared], reference_frames_out[:compared])
+
+    windows = pipe.encode_audio(waveform, num_frames, fps)[:batch_size]
+    cams = pose_to_cam2world(poses[:batch_size, 0], poses[:batch_size, 1], poses[:batch_size, 2])
+    stages = stage_times(pipe, identity, windows, cams, True, repeats)
+    reference_stages = stage_times(pipe, identity, windows, cams, False, 1)
+
+    rss = {s: peak_rss_subprocess(setup, s, batch_size) for s in rss_seconds}
+    renderer = pipe.renderer.config
+    return {
+        "config": {
+            "weights": setup.config or os.path.basename(os.path.normpath(setup.checkpoint)),
+            "zero_init_layers": "as shipped" if setup.as_shipped else "seeded random",
+            "resolution": pipe.resolution,
+            "ray_resolution": renderer.ray_resolution,
+            "reference_samples": renderer.num_coarse + renderer.num_importance,
+            "fast_samples": pipe.fast_renderer.num_samples,
+            "fast_dtype": str(pipe.fast_renderer.dtype).replace("torch.", ""),
+            "batch_size": batch_size,
+            "threads": torch.get_num_threads(),
+        },
+        "fps": round(fast_fps, 2),
+        "reference_fps": round(reference_fps, 3),
+        "speedup": round(fast_fps / reference_fps, 1),
+        "psnr_vs_reference": round(quality, 2),
+        "psnr_frames": compared,
+        "identity_encode_ms": round(identity_ms, 1),
+        "first_frame_ms": round(first_frame_ms, 1),
+        "stages_ms": stages,
+        "reference_stages_ms": reference_stages,
+        **{f"peak_rss_mb_{s:g}s": round(v, 1) for s, v in rss.items()},
+        "rss_ratio": round(rss[rss_seconds[-1]] / rss[rss_seconds[0]], 3),
+        "loadavg": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+        "cpus": os.cpu_count(),
+    }
+
+
+@torch.no_grad()
+def measure_peak_rss(setup: BenchSetup, seconds: float, batch_size: int) -> float:
+    """Stream ``seconds`` of speech through the fast path into an mp4; the process's peak RSS in MB."""
+    from .video import VideoWriter
+
+    pipe = load_pipeline(setup)
+    waveform = speech(seconds)
+    identity = pipe.encode_identity(str(DEFAULT_IMAGE), aligned=True, fast=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        with VideoWriter(os.path.join(tmp, "bench.mp4"), fps=25, audio=waveform, sample_rate=SAMPLE_RATE, preset="ultrafast") as writer:
+            for chunk in pipe.stream(audio=(waveform, SAMPLE_RATE), identity=identity, batch_size=batch_size):
+                writer.write(chunk)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="One peak-RSS measurement of streamed generation (JSON line).")
+    parser.add_argument("--peak-rss", type=float, required=True, metavar="SECONDS")
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--as-shipped", action="store_true")
+    args = parser.parse_args(argv)
+    setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped)
+    print(json.dumps({"seconds": args.peak_rss, "peak_rss_mb": measure_peak_rss(setup, args.peak_rss, args.batch_size)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

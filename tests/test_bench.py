@@ -1,0 +1,19 @@
+"""``s3d-nerf bench --json`` on the tiny architecture: a short run prints every required key on its last line."""
+
+import json
+import subprocess
+import sys
+
+REQUIRED = {"fps", "reference_fps", "psnr_vs_reference", "identity_encode_ms", "first_frame_ms", "peak_rss_mb_10s", "peak_rss_mb_60s", "stages_ms", "loadavg"}
+
+
+def test_bench_json_reports_every_measurement():
+    cmd = [sys.executable, "-m", "s3d_pipeline.cli", "bench", "--config", "tiny", "--json",
+           "--frames", "4", "--reference-frames", "4", "--batch-size", "4", "--repeats", "1", "--rss-seconds", "10", "60"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert REQUIRED <= set(report)
+    assert report["fps"] > 0 and report["reference_fps"] > 0
+    assert report["psnr_vs_reference"] > 30
+    assert set(report["stages_ms"]) == {"audio", "deformation", "rendering", "super_resolution", "to_uint8"}
+    assert report["peak_rss_mb_60s"] >= report["peak_rss_mb_10s"] > 0

@@ -1,0 +1,101 @@
+"""The fast inference path against the reference path, streaming, and the fast path's building blocks."""
+
+import numpy as np
+import pytest
+import torch
+
+from s3d_pipeline.audio import SAMPLE_RATE
+from s3d_pipeline.benchmark import BenchSetup, load_pipeline, psnr
+from s3d_pipeline.rendering.cameras import pose_to_cam2world
+from s3d_pipeline.rendering.fast_renderer import PlaneTable, presum_triplanes
+from s3d_pipeline.rendering.triplane import plane_coordinates, sample_multiscale, sample_planes
+from s3d_pipeline.video import VideoWriter
+
+from conftest import probe_media, speech_like
+
+# Measured 45-49 dB on the tiny and demo architectures with random weights; the bound leaves room for seeds.
+MIN_PSNR_DB = 38.0
+
+
+@pytest.fixture(scope="module")
+def active_pipe():
+    """The tiny architecture with its zero-initialised output layers made non-zero (Δx and the residual matter)."""
+    return load_pipeline(BenchSetup(config="tiny"))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_plane_table_lookup_equals_grid_sample(batch):
+    torch.manual_seed(0)
+    planes = torch.randn(batch, 3, 5, 7, 9)
+    points = (torch.rand(batch, 500, 3) * 2 - 1) * 0.6  # inside and well outside the planes
+    expected = sample_planes(planes, plane_coordinates(points, 0.35))
+    assert torch.allclose(PlaneTable.from_planes(planes, 0.35).lookup(points), expected, atol=1e-5)
+
+
+def test_presummed_triplane_is_exact_for_one_scale_and_close_for_four():
+    torch.manual_seed(0)
+    scales = [torch.randn(1, 3, 4, s, s) for s in (16, 8, 4, 2)]
+    points = (torch.rand(1, 2000, 3) * 2 - 1) * 0.5
+    one = presum_triplanes(scales[:1], 0.35).lookup(points)
+    assert torch.allclose(one, sample_multiscale(scales[:1], points, 0.35), atol=1e-5)
+    # White-noise planes are the worst case for re-interpolating coarse scales on the fine grid (~10 % here).
+    error = presum_triplanes(scales, 0.35).lookup(points) - sample_multiscale(scales, points, 0.35)
+    assert float(error.abs().mean()) < 0.15 * float(sample_multiscale(scales, points, 0.35).abs().mean())
+
+
+@pytest.mark.parametrize("yaw", [0.0, 20.0])
+def test_fast_frames_match_the_reference(active_pipe, face_crop, yaw):
+    identity = active_pipe.encode_identity(face_crop, aligned=True, fast=True)
+    windows = active_pipe.encode_audio(speech_like(0.5), 4, 25.0)
+    cams = pose_to_cam2world(torch.full((4,), yaw), torch.linspace(-10, 10, 4), torch.zeros(4))
+    reference = active_pipe.render_frames(identity, windows, cams).frames
+    fast = active_pipe.render_frames(identity, windows, cams, fast=True).frames
+    to_uint8 = lambda f: (f.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    assert psnr(to_uint8(fast), to_uint8(reference)) >= MIN_PSNR_DB
+    assert not torch.equal(fast, reference)  # a different computation, not a shortcut to the same code
+
+
+def test_reference_path_ignores_the_fast_cache(active_pipe, face_crop):
+    """Building the fast path's cache leaves the reference path's frames bit-identical."""
+    audio = (speech_like(0.4), SAMPLE_RATE)
+    before = active_pipe(face_crop, audio, aligned=True, compute_sync=False).frames
+    active_pipe.encode_identity(face_crop, aligned=True, fast=True)
+    after = active_pipe(face_crop, audio, aligned=True, compute_sync=False).frames
+    np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_stream_chunks_concatenate_to_the_call_frames(active_pipe, face_crop, fast):
+    audio = (speech_like(0.92), SAMPLE_RATE)  # 23 frames
+    chunks = list(active_pipe.stream(face_crop, audio, aligned=True, yaw=5.0, batch_size=4, fast=fast))
+    assert [len(c) for c in chunks] == [4, 4, 4, 4, 4, 3]
+    whole = active_pipe(face_crop, audio, aligned=True, yaw=5.0, batch_size=4, compute_sync=False, fast=fast).frames
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_stream_is_lazy(active_pipe, face_crop):
+    calls = []
+    render = active_pipe.render_frames
+    active_pipe.render_frames = lambda *a, **k: calls.append(1) or render(*a, **k)
+    try:
+        stream = active_pipe.stream(face_crop, (speech_like(2.0), SAMPLE_RATE), aligned=True, batch_size=5)
+        next(stream)
+        assert len(calls) == 1  # one chunk rendered for the first yield, not the whole video
+    finally:
+        del active_pipe.render_frames
+
+
+def test_streamed_chunks_write_a_video_with_every_frame(active_pipe, face_crop, tmp_path):
+    speech = speech_like(1.0)
+    path = tmp_path / "stream.mp4"
+    with VideoWriter(path, fps=25, audio=speech, sample_rate=SAMPLE_RATE, preset="ultrafast") as writer:
+        for chunk in active_pipe.stream(face_crop, (speech, SAMPLE_RATE), aligned=True, batch_size=8):
+            writer.write(chunk)
+    assert writer.num_frames == 25
+    media = probe_media(path)
+    assert media.video and media.audio and abs(media.duration - 1.0) < 0.1
+
+
+def test_the_fast_path_refuses_a_generator(active_pipe, face_crop):
+    with pytest.raises(ValueError, match="fast=False"):
+        next(active_pipe.stream(face_crop, (speech_like(0.4), SAMPLE_RATE), aligned=True, generator=torch.Generator().manual_seed(0)))

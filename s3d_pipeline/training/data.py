@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.clip import Clip, ClipMeta, list_clips, read_clip, read_meta
+from ..models.lip_sync import LipSyncDiscriminator
 from ..rendering.cameras import relative_cam2world
 
 
@@ -107,25 +108,6 @@ class GeneratorBatch:
     fps: List[float]
 
 
-@dataclass
-class SyncBatch:
-    """B (video window, audio window) pairs for the lip-sync discriminator.
-
-    Attributes:
-        frames: (B, T, 3, R, R) consecutive frames in [0, 1].
-        waveforms: per pair, the speech the audio window is cut from (the same clip, or another for mismatches).
-        audio_starts: per pair, the video frame at which the audio window starts.
-        fps: per pair, of the audio's clip.
-        labels: (B,) 1 for in-sync pairs, 0 for shifted or mismatched ones.
-    """
-
-    frames: torch.Tensor
-    waveforms: List[torch.Tensor]
-    audio_starts: List[int]
-    fps: List[float]
-    labels: torch.Tensor
-
-
 class Sampler:
     """Draws training batches from a list of clips with a seeded generator whose state can be saved and restored."""
 
@@ -188,32 +170,66 @@ class Sampler:
             fps=rates,
         )
 
-    # ------------------------------------------------------------------ lip-sync pairs
-    def sync_batch(self, batch_size: int, min_shift: int, max_shift: int, mismatched_fraction: float) -> SyncBatch:
+
+@dataclass
+class SyncBatch:
+    """B (video window, audio window) pairs for the lip-sync discriminator.
+
+    Attributes:
+        crops: (B, T, 3, h, w) consecutive lower-face crops in [0, 1].
+        mel: (B, n_mels, steps) the audio windows.
+        labels: (B,) 1 for in-sync pairs, 0 for shifted or mismatched ones.
+    """
+
+    crops: torch.Tensor
+    mel: torch.Tensor
+    labels: torch.Tensor
+
+
+class SyncPairBank:
+    """Every training clip's lower-face crops and log-mel, cut once, from which lip-sync pairs are drawn.
+
+    A pair needs only the T mouth crops and 0.2 s of mel, so holding those for the whole corpus (about 1 MB per
+    3 s clip) replaces loading and decoding a clip's full frames for every pair.
+    """
+
+    def __init__(self, clips: Sequence[ClipInfo], lip_sync: LipSyncDiscriminator, resolution: int) -> None:
+        from ..data.clip import read_clip
+
+        self.clips = list(clips)
+        self.lip_sync = lip_sync
+        self.window = lip_sync.config.num_frames
+        self.crops: List[torch.Tensor] = []  # per clip (N, 3, h, w) uint8
+        self.mels: List[torch.Tensor] = []  # per clip (n_mels, T)
+        with torch.no_grad():
+            for info in self.clips:
+                clip = read_clip(info.path, load_depth=False)
+                crops = lip_sync.crop_lower_face(frames_to_tensor(clip.rgb, resolution))
+                self.crops.append(crops.mul(255).round().to(torch.uint8))
+                self.mels.append(lip_sync.mel(torch.from_numpy(clip.audio)))
+
+    def batch(self, rng: np.random.Generator, batch_size: int, min_shift: int, max_shift: int, mismatched_fraction: float) -> SyncBatch:
         """Half in-sync pairs; the other half shifted by ``min_shift``..``max_shift`` frames (either sign) within the
         clip, or, for ``mismatched_fraction`` of them (and whenever no shift fits), audio from another clip."""
-        frames, waveforms, audio_starts, rates, labels = [], [], [], [], []
+        crops, mels, labels = [], [], []
         for i in range(batch_size):
             positive = i % 2 == 0
-            clip_index = int(self.rng.integers(len(self.clips)))
+            clip_index = int(rng.integers(len(self.clips)))
             info = self.clips[clip_index]
-            clip = self.cache(info.path)
-            start = int(self.rng.integers(info.num_frames - self.window + 1))
-            frames.append(frames_to_tensor(clip.rgb[start : start + self.window], self.resolution))
-            audio_clip, audio_start = clip, start
+            start = int(rng.integers(info.num_frames - self.window + 1))
+            crops.append(self.crops[clip_index][start : start + self.window])
+            audio_index, audio_start = clip_index, start
             if not positive:
                 shifts = [s for s in range(min_shift, max_shift + 1) for s in (s, -s) if 0 <= start + s <= info.num_frames - self.window]
-                mismatch = len(self.clips) > 1 and (not shifts or self.rng.random() < mismatched_fraction)
+                mismatch = len(self.clips) > 1 and (not shifts or rng.random() < mismatched_fraction)
                 if mismatch:
-                    other = int(self.rng.choice([j for j in range(len(self.clips)) if j != clip_index]))
-                    audio_clip = self.cache(self.clips[other].path)
-                    audio_start = int(self.rng.integers(self.clips[other].num_frames - self.window + 1))
+                    audio_index = int(rng.choice([j for j in range(len(self.clips)) if j != clip_index]))
+                    audio_start = int(rng.integers(self.clips[audio_index].num_frames - self.window + 1))
                 elif shifts:
-                    audio_start = start + int(shifts[self.rng.integers(len(shifts))])
+                    audio_start = start + int(shifts[rng.integers(len(shifts))])
                 else:
                     raise ValueError(f"cannot draw a negative pair: one clip of {info.num_frames} frames is too short to shift by {min_shift}")
-            waveforms.append(torch.from_numpy(audio_clip.audio))
-            audio_starts.append(audio_start)
-            rates.append(float(audio_clip.meta.fps))
+            fps = self.clips[audio_index].fps
+            mels.append(self.lip_sync.mel_windows(self.mels[audio_index], torch.tensor([audio_start]), fps)[0])
             labels.append(1.0 if positive else 0.0)
-        return SyncBatch(torch.stack(frames), waveforms, audio_starts, rates, torch.tensor(labels))
+        return SyncBatch(torch.stack(crops).float().div(255.0), torch.stack(mels), torch.tensor(labels))

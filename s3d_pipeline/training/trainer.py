@@ -49,9 +49,10 @@ from ..models.deformation_field import IdentitySlots
 from ..pipeline_s3d_nerf import S3DNeRFPipeline
 from . import checkpointing
 from .config import TrainConfig
-from .data import ClipInfo, Corpus, Sampler, frames_to_tensor
+from .data import ClipInfo, Corpus, Sampler, SyncPairBank, frames_to_tensor
 from .discriminator import ImageDiscriminator
 from .losses import (
+    SYNC_LOGIT_SCALE,
     deformation_regulariser,
     discriminator_loss,
     generator_adversarial_loss,
@@ -269,15 +270,15 @@ class SyncNetTraining(TrainingRun):
         self.optimizer = torch.optim.Adam(self.lip_sync.parameters(), lr=config.syncnet.lr)
         self.models = {"lip_sync": self.lip_sync}
         self.optimizers = {"lip_sync": self.optimizer}
+        self.bank = SyncPairBank(self.corpus.train, self.lip_sync, self.resolution)
 
     def train_step(self) -> Dict[str, float]:
         sc = self.config.syncnet
-        batch = self.sampler.sync_batch(sc.batch_size, sc.min_shift, sc.max_shift, sc.mismatched_fraction)
+        batch = self.bank.batch(self.sampler.rng, sc.batch_size, sc.min_shift, sc.max_shift, sc.mismatched_fraction)
         self.lip_sync.train()
-        mel = sync_audio_windows(self.lip_sync, batch.waveforms, batch.audio_starts, batch.fps).to(self.device)
         labels = batch.labels.to(self.device)
         with self.accelerator.autocast():
-            logits = sync_logits(self.lip_sync, batch.frames.to(self.device), mel).float()
+            logits = SYNC_LOGIT_SCALE * self.lip_sync(batch.crops.to(self.device), batch.mel.to(self.device)).float()
         loss = syncnet_loss(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,7 +12,7 @@ from s3d_pipeline.pipeline_s3d_nerf import Identity, S3DNeRFPipeline
 from s3d_pipeline.rendering.cameras import pose_to_cam2world, relative_cam2world
 from s3d_pipeline.training import checkpointing
 from s3d_pipeline.training.config import TrainConfig, config_names, get_config
-from s3d_pipeline.training.data import Corpus, Sampler
+from s3d_pipeline.training.data import Corpus, Sampler, SyncPairBank
 from s3d_pipeline.training.discriminator import ImageDiscriminator
 from s3d_pipeline.training.losses import r1_penalty, sync_audio_windows, sync_logits
 from s3d_pipeline.training.perceptual import build_perceptual_loss
@@ -62,8 +62,6 @@ def test_sampler_pairs_same_identity_and_restores_state(tiny_corpus):
     sampler.load_state_dict(json.loads(json.dumps(state)))
     again = sampler.generator_batch(1)
     assert again.starts == first.starts and torch.equal(again.targets, first.targets)
-    sync = sampler.sync_batch(8, min_shift=3, max_shift=15, mismatched_fraction=0.5)
-    assert sync.labels.tolist() == [1, 0] * 4 and sync.frames.shape == (8, 5, 3, 64, 64)
 
 
 def test_mouth_window_contains_the_mouth():
@@ -145,12 +143,27 @@ def test_discriminator_r1_and_perceptual():
     assert all(torch.equal(a, b) for a, b in zip(perceptual.state_dict().values(), again.state_dict().values()))
 
 
+def test_sync_pairs_come_from_the_bank_of_crops_and_mel(tiny_components, tiny_corpus):
+    lip_sync = tiny_components["lip_sync"]
+    clip = Corpus.from_folder(tiny_corpus).train[0]
+    bank = SyncPairBank([clip], lip_sync, 64)  # one clip: every negative is a shift within it
+    batch = bank.batch(np.random.default_rng(0), 8, min_shift=3, max_shift=15, mismatched_fraction=0.0)
+    assert batch.labels.tolist() == [1, 0] * 4
+    assert batch.crops.shape == (8, 5, 3, 16, 32) and batch.mel.shape == (8, 80, 20)
+    windows = bank.crops[0].float().div(255).unfold(0, 5, 1).permute(0, 4, 1, 2, 3)  # every (start, T, 3, h, w)
+    for crops, mel, label in zip(batch.crops, batch.mel, batch.labels):
+        start = int(torch.nonzero((windows == crops).flatten(1).all(1))[0])
+        own_audio = lip_sync.mel_windows(bank.mels[0], torch.tensor([start]), clip.fps)[0]
+        assert torch.equal(mel, own_audio) == bool(label)
+
+
 def test_sync_logits_shapes(tiny_components, tiny_corpus):
     lip_sync = tiny_components["lip_sync"]
-    batch = Sampler(Corpus.from_folder(tiny_corpus).train, 64, 5, 0).sync_batch(4, 3, 15, 0.5)
-    mel = sync_audio_windows(lip_sync, batch.waveforms, batch.audio_starts, batch.fps)
+    clip = Corpus.from_folder(tiny_corpus).train[0]
+    frames = torch.rand(4, 5, 3, 64, 64)
+    mel = sync_audio_windows(lip_sync, [torch.randn(16000)] * 4, [0, 3, 6, 9], [clip.fps] * 4)
     assert mel.shape == (4, 80, 20)
-    assert sync_logits(lip_sync, batch.frames, mel).shape == (4,)
+    assert sync_logits(lip_sync, frames, mel).shape == (4,)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints

@@ -56,7 +56,7 @@ ARCHITECTURES: Dict[str, Dict[str, dict]] = {
         "deformation_field": dict(mode="cross_attention", visual_dim=24, plane_channels=8, audio_dim=16, slot_dim=16, num_slots=3, num_heads=2, unet_resolution=8, unet_channels=(8, 8, 8), deform_channels=4, hidden_dim=16, position_frequencies=2, triplane_extent=0.35),
         "renderer": dict(plane_channels=8, feature_dim=8, hidden_dim=16, ray_resolution=16, num_coarse=8, num_importance=8, triplane_extent=0.35),
         "super_resolution": dict(feature_dim=8, channels=(16, 8, 8), source_channels=(4, 8, 8)),
-        "lip_sync": dict(crop_size=(16, 32)),
+        "lip_sync": dict(crop_size=(16, 32), channels=(8, 16, 16, 32, 32), embed_dim=32),
     },
 }
 

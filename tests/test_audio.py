@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speech_like
+from media_helpers import speech_like
 from s3d_pipeline.audio import SAMPLE_RATE, LogMel, frame_windows, load_audio, num_video_frames
 from s3d_pipeline.errors import InvalidAudioError
 

@@ -8,7 +8,7 @@ import PIL.Image
 import pytest
 import soundfile as sf
 
-from conftest import probe_media, speech_like
+from media_helpers import probe_media, speech_like
 from s3d_pipeline.cli import SUBCOMMANDS, main
 from s3d_pipeline.paths import DEFAULT_IMAGE
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import probe_media
+from media_helpers import probe_media
 from s3d_pipeline import S3DNeRFPipeline, export_to_video
 from s3d_pipeline.audio import SAMPLE_RATE, load_audio
 from s3d_pipeline.paths import DEFAULT_AUDIO, DEFAULT_CHECKPOINT, DEFAULT_IMAGE

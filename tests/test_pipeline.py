@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speech_like
+from media_helpers import speech_like
 from s3d_pipeline import S3DNeRFPipeline, S3DNeRFPipelineOutput
 from s3d_pipeline.errors import InvalidAudioError, InvalidImageError, InvalidPoseError
 

@@ -11,7 +11,7 @@ from s3d_pipeline.rendering.fast_renderer import PlaneTable, presum_triplanes
 from s3d_pipeline.rendering.triplane import plane_coordinates, sample_multiscale, sample_planes
 from s3d_pipeline.video import VideoWriter
 
-from conftest import probe_media, speech_like
+from media_helpers import probe_media, speech_like
 
 # Measured 45-49 dB on the tiny and demo architectures with random weights; the bound leaves room for seeds.
 MIN_PSNR_DB = 38.0

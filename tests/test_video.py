@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import probe_media
+from media_helpers import probe_media
 from s3d_pipeline.errors import InvalidAudioError, InvalidVideoError
 from s3d_pipeline.video import VideoWriter, export_to_video, extract_audio, iter_video, read_video
 

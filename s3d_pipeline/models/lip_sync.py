@@ -39,8 +39,8 @@ class SyncScore(BaseOutput):
     per_window: torch.Tensor
 
 
-def _encoder(in_channels: int, strides, embed_dim: int, flat_size: int) -> nn.Sequential:
-    widths = [32, 64, 96, 128, 128]
+def _encoder(in_channels: int, widths, strides, embed_dim: int, flat_size: int) -> nn.Sequential:
+    """Five conv blocks at ``strides``, flattened into a linear embedding."""
     layers, c = [], in_channels
     for w, s in zip(widths, strides):
         layers.append(conv_block(c, w, stride=s))
@@ -55,6 +55,7 @@ class LipSyncDiscriminator(ModelMixin, ConfigMixin):
     crop_size: (h, w) of a lower-face crop.
     mel_steps: mel steps per window (20 = 0.2 s at 100 Hz).
     embed_dim: size of both embeddings.
+    channels: widths of the five conv blocks of each encoder.
     lower_face_box: normalized (x0, y0, x1, y1) of the crop in an aligned frame.
     """
 
@@ -67,11 +68,12 @@ class LipSyncDiscriminator(ModelMixin, ConfigMixin):
         n_mels: int = 80,
         embed_dim: int = 128,
         lower_face_box: Tuple[float, float, float, float] = LOWER_FACE_BOX,
+        channels: Tuple[int, ...] = (32, 64, 96, 128, 128),
     ) -> None:
         super().__init__()
         h, w = crop_size
-        self.visual = _encoder(3 * num_frames, [1, 2, 2, 2, 2], embed_dim, (h // 16) * (w // 16))
-        self.audio = _encoder(1, [1, 2, 2, (2, 1), 2], embed_dim, (-(-n_mels // 16)) * (-(-mel_steps // 8)))
+        self.visual = _encoder(3 * num_frames, channels, [1, 2, 2, 2, 2], embed_dim, (h // 16) * (w // 16))
+        self.audio = _encoder(1, channels, [1, 2, 2, (2, 1), 2], embed_dim, (-(-n_mels // 16)) * (-(-mel_steps // 8)))
         self.mel = LogMel()
 
     def crop_lower_face(self, frames: torch.Tensor) -> torch.Tensor:

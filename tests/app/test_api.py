@@ -5,7 +5,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from appserver import serve
-from conftest import probe_media
+from media_helpers import probe_media
 from s3d_pipeline.paths import DEFAULT_AUDIO, DEFAULT_IMAGE
 
 

@@ -6,7 +6,7 @@ import PIL.Image
 import pytest
 import soundfile as sf
 
-from conftest import probe_media, speech_like
+from media_helpers import probe_media, speech_like
 from s3d_pipeline.app import AppConfig, ConsentRequiredError, GenerationRequest, InvalidControlError, TalkingHeadService
 from s3d_pipeline.app.inputs import espeak_available
 from s3d_pipeline.errors import FaceNotFoundError, InvalidAudioError, InvalidImageError

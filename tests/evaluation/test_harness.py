@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import speech_like
+from media_helpers import speech_like
 from s3d_pipeline.cli import main
 from s3d_pipeline.data.clip import ClipMeta, list_clips, write_clip
 from s3d_pipeline.evaluation.harness import METRICS, VARIANTS, Evaluator

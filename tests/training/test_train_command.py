@@ -20,7 +20,7 @@ from s3d_pipeline.training.config import SyncNetConfig, get_config
 from s3d_pipeline.training.metrics_log import read_log
 from s3d_pipeline.training.trainer import SyncNetTraining
 
-from conftest import make_corpus
+from tiny_talking_corpus import make_corpus
 
 
 def write_config(path, **changes):
@@ -74,10 +74,9 @@ def test_generator_training_lowers_loss_exports_and_resumes(tiny_corpus, run_wit
     assert resumed["processes"][0]["digest"] == uninterrupted["processes"][0]["digest"]
 
 
-@pytest.mark.xfail(reason="lip-sync pretraining does not yet reliably separate aligned from ±5-shifted audio within 250 tiny steps", strict=False)
 def test_syncnet_prefers_aligned_audio_on_held_out_identity(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", identities=3, clips_per_identity=2, num_frames=48, seed=1)
-    config = replace(get_config("tiny"), holdout_identities=1, checkpoint_every=0, log_every=0, syncnet=SyncNetConfig(steps=250, batch_size=32, lr=1e-3, mismatched_fraction=0.0))
+    config = replace(get_config("tiny"), holdout_identities=1, checkpoint_every=0, log_every=0, syncnet=SyncNetConfig(steps=300, batch_size=32, lr=1e-3, mismatched_fraction=0.0))
     run = SyncNetTraining(config, corpus, tmp_path / "run")
     run.train()
     metrics = run.finish()

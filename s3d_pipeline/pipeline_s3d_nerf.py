@@ -413,6 +413,8 @@ class S3DNeRFPipeline(DiffusionPipeline):
             sample_rate=SAMPLE_RATE,
             sync_confidence=score.confidence if score is not None else None,
             sync_offset=score.offset if score is not None else None,
+            sync_distances=score.distances.numpy() if score is not None else None,
+            sync_per_window=score.per_window.numpy() if score is not None else None,
             depth=torch.cat(depths).numpy(),
             attention_map=torch.cat(attentions).numpy() if attentions else None,
             backend={"face": identity.portrait.backend, "audio": self.audio_encoder.config.frontend},

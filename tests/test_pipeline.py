@@ -135,3 +135,10 @@ def test_bad_media_raise_typed_errors(tiny_pipe, face_crop, tmp_path):
         tiny_pipe(tmp_path / "not_an_image.png", _speech(0.2))
     with pytest.raises(InvalidImageError):
         tiny_pipe(np.zeros((4, 4, 7), np.uint8), _speech(0.2), aligned=True)
+
+
+def test_sync_over_time_is_reported_per_window(tiny_pipe, face_crop):
+    out = tiny_pipe(face_crop, _speech(1.0), aligned=True)
+    assert out.sync_distances.shape == (31,) and out.sync_per_window.shape == (25 - 5 + 1,)
+    # The confidence is the median minus the minimum of the per-offset distances.
+    assert abs(out.sync_confidence - (np.median(out.sync_distances) - out.sync_distances.min())) < 1e-5

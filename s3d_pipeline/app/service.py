@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 
 from ..audio import SAMPLE_RATE, load_audio, num_video_frames
-from ..face import invert_affine, warp_to_crop
 from ..motion import MOTION_PRESETS, head_motion
 from ..video import VideoWriter
 from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, ROLL, YAW, AppConfig, InvalidControlError
@@ -213,7 +212,10 @@ class TalkingHeadService:
         )
 
         progress(0.86, "Scoring lip sync")
-        sync_plot = self._sync_over_time(out.frames, identity, out.audio, request.fps)
+        if out.sync_per_window is None:
+            sync_plot = pd.DataFrame({"time (s)": [], "sync": []})
+        else:
+            sync_plot = sync_over_time(out.sync_per_window, out.sync_distances, request.fps, self.pipe.lip_sync.config.num_frames)
         progress(0.9, "Encoding video")
         video = self._write_video(mark_frames(out.frames), out)
         face = identity.portrait.aligned
@@ -228,22 +230,6 @@ class TalkingHeadService:
             warnings=warnings,
             backend=dict(out.backend or {}),
         )
-
-    def _sync_over_time(self, frames: np.ndarray, identity, waveform: np.ndarray, fps: float) -> pd.DataFrame:
-        """Per-window sync of the result, scored on aligned face crops as the discriminator expects.
-
-        The pipeline's output carries the clip's confidence and offset but not the per-window distances, so
-        they are scored again here; full-frame output is first warped back into the model's framing.
-        """
-        resolution = identity.portrait.aligned.shape[0]
-        if frames.shape[1:3] != (resolution, resolution):
-            to_crop = invert_affine(identity.portrait.crop_to_original)
-            frames = np.stack([warp_to_crop(frame, to_crop, resolution) for frame in frames])
-        crops = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, R, R)
-        score = self.pipe.sync_score(crops, waveform, fps)
-        if score is None:
-            return pd.DataFrame({"time (s)": [], "sync": []})
-        return sync_over_time(score, fps, self.pipe.lip_sync.config.num_frames)
 
     def _write_video(self, frames: np.ndarray, out) -> Path:
         """Frames and the speech into a new tagged mp4 in the output folder (old videos are removed first)."""

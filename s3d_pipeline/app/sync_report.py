@@ -66,12 +66,12 @@ def read_sync(confidence: Optional[float], offset: Optional[int], fps: float, re
     return SyncReading(level, f"**Lip sync: {level}.** {timing} {scale}")
 
 
-def sync_over_time(score, fps: float, window_frames: int) -> pd.DataFrame:
+def sync_over_time(per_window: np.ndarray, distances: np.ndarray, fps: float, window_frames: int) -> pd.DataFrame:
     """Sync per window as a table for ``gr.LinePlot``: columns ``time (s)`` and ``sync``.
 
     Args:
-        score: a :class:`~s3d_pipeline.models.lip_sync.SyncScore` (``per_window`` distances at offset 0,
-            ``distances`` averaged per offset).
+        per_window: (W,) distances at offset 0 per window (the output's ``sync_per_window``).
+        distances: (2 * max_offset + 1,) distances averaged per offset (the output's ``sync_distances``).
         fps: frame rate, to place each window at its centre in seconds.
         window_frames: frames per window (the discriminator's ``num_frames``).
 
@@ -79,6 +79,6 @@ def sync_over_time(score, fps: float, window_frames: int) -> pd.DataFrame:
     level a misaligned clip would show: above 0 the mouth matches the speech there. Its mean over the clip is
     the confidence when the best offset is 0.
     """
-    per_window = score.per_window.double().cpu().numpy()  # (W,)
+    per_window = np.asarray(per_window, dtype=np.float64)
     times = (np.arange(per_window.size) + window_frames / 2) / fps  # window centres
-    return pd.DataFrame({"time (s)": times, "sync": float(score.distances.median()) - per_window})
+    return pd.DataFrame({"time (s)": times, "sync": float(np.median(distances)) - per_window})

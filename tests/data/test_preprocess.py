@@ -67,3 +67,18 @@ def test_nothing_usable_exits_non_zero(videos, tmp_path, capsys):
     (only_broken / "broken.mp4").write_bytes((videos / "broken.mp4").read_bytes())
     assert main(["preprocess", "--videos", str(only_broken), "--out", str(tmp_path / "out")]) == 1
     assert not (tmp_path / "out").exists() or list_clips(tmp_path / "out") == []
+
+
+def test_training_accepts_preprocessed_clips(videos, tmp_path):
+    """The clips preprocess writes are what `train` reads: one generator step of the tiny config runs on them."""
+    import torch
+
+    from s3d_pipeline.models import LipSyncDiscriminator
+    from s3d_pipeline.training.config import get_config
+
+    clips, run = tmp_path / "clips", tmp_path / "run"
+    assert main(["preprocess", "--videos", str(videos), "--out", str(clips), "--fps", str(FPS), "--resolution", "64", "--face-backend", "offline"]) == 0
+    torch.manual_seed(0)
+    LipSyncDiscriminator(**get_config("tiny").components()["lip_sync"]).save_pretrained(run / "syncnet" / "lip_sync")
+    assert main(["train", "--config", "tiny", "--data", str(clips), "--out", str(run), "--max-steps", "1"]) == 0
+    assert (run / "pipeline" / "model_index.json").is_file()

@@ -58,6 +58,7 @@ def test_every_deformation_variant_runs_and_bounds_displacement(parts, mode):
         assert field.attention_map is None
 
 
+@torch.no_grad()
 def test_untrained_deformation_starts_at_zero_displacement(parts):
     enc, a = _inputs(parts)
     field_model = parts["deformation_field"]

@@ -149,12 +149,21 @@ def read_clip(clip_dir: os.PathLike, load_depth: bool = True) -> Clip:
         rgb = data["rgb"]
         mask = data["mask"] if "mask" in data.files else None
         depth = data["depth"] if load_depth and "depth" in data.files else None
-    audio, sr = sf.read(clip_dir / "audio.wav", dtype="float32")
-    if sr != AUDIO_SAMPLE_RATE or audio.ndim != 1:
-        raise ClipFormatError(f"{clip_dir}/audio.wav must be 16 kHz mono, got {sr} Hz with shape {audio.shape}")
+    audio = read_clip_audio(clip_dir)
     if rgb.shape[0] != meta.num_frames:
         raise ClipFormatError(f"{clip_dir}: frames.npz has {rgb.shape[0]} frames, meta.json says {meta.num_frames}")
     return Clip(path=clip_dir, meta=meta, rgb=rgb, audio=audio, mask=mask, depth=depth)
+
+
+def read_clip_audio(clip_dir: os.PathLike) -> np.ndarray:
+    """A clip's speech alone, (S,) float32 at 16 kHz, without decoding its frames."""
+    path = Path(clip_dir) / "audio.wav"
+    if not path.is_file():
+        raise ClipFormatError(f"{clip_dir} is missing audio.wav")
+    audio, sr = sf.read(path, dtype="float32")
+    if sr != AUDIO_SAMPLE_RATE or audio.ndim != 1:
+        raise ClipFormatError(f"{path} must be 16 kHz mono, got {sr} Hz with shape {audio.shape}")
+    return audio
 
 
 def list_clips(root: os.PathLike) -> List[Path]:

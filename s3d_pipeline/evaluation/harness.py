@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.clip import Clip, read_clip
+from ..data.clip import Clip, read_clip, read_clip_audio
 from ..models.lip_sync import LipSyncDiscriminator
-from ..pipeline_s3d_nerf import S3DNeRFPipeline
+from ..pipeline_s3d_nerf import Identity, S3DNeRFPipeline
 from ..rendering.cameras import cam2world_to_pose, relative_cam2world
 from . import metrics
 from .landmarks import DETECTOR_NAME, LandmarkRegressor
@@ -50,14 +50,10 @@ class Evaluator:
     batch_size: int = 8
     log: Callable[[str], None] = print
 
-    def render(self, clip: Clip, frames_gt: np.ndarray, audio: np.ndarray) -> np.ndarray:
-        """The model's frames (N, R, R, 3) uint8 for a clip: source = frame 0, cameras = the clip's, speech = ``audio``."""
-        c2w = torch.from_numpy(clip.cam2world)
-        poses = cam2world_to_pose(relative_cam2world(c2w[:1], c2w))  # (N, 3) offsets from the source view
-        identity = self.pipe.encode_identity(frames_gt[0], aligned=True)
-        chunks = self.pipe.iter_frames(identity, audio, poses, clip.meta.fps, self.batch_size)
-        video = torch.cat([chunk.frames for chunk in chunks])  # (N, 3, R, R) in [0, 1]
-        return (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    def render(self, identity: Identity, poses: torch.Tensor, audio: np.ndarray, fps: float) -> np.ndarray:
+        """The model's frames (N, R, R, 3) uint8 from an encoded source, pose offsets (N, 3) and speech."""
+        chunks = self.pipe.iter_frames(identity, audio, poses, fps, self.batch_size)
+        return self.pipe._postprocess(torch.cat([chunk.frames for chunk in chunks]), "np")
 
     def score(self, frames: np.ndarray, clip: Clip, frames_gt: np.ndarray, landmarks_gt: np.ndarray, opening_gt: np.ndarray) -> Dict[str, Optional[float]]:
         """Every metric of one variant's frames against the clip's ground truth."""
@@ -88,8 +84,12 @@ class Evaluator:
         scale = size / clip.rgb.shape[2]
         landmarks_gt = clip.landmarks * scale
         opening_gt = metrics.mouth_opening(landmarks_gt)
-        model = self.render(clip, frames_gt, clip.audio)
-        shuffled = self.render(clip, frames_gt, _fit_length(other_audio, clip.audio.size))
+        # Source = frame 0; every frame at its own camera, as an offset from the source view.
+        identity = self.pipe.encode_identity(frames_gt[0], aligned=True)
+        c2w = torch.from_numpy(clip.cam2world)
+        poses = cam2world_to_pose(relative_cam2world(c2w[:1], c2w))  # (N, 3)
+        model = self.render(identity, poses, clip.audio, clip.meta.fps)
+        shuffled = self.render(identity, poses, _fit_length(other_audio, clip.audio.size), clip.meta.fps)
         static = np.repeat(frames_gt[:1], len(frames_gt), axis=0)
         out = {
             "model": self.score(model, clip, frames_gt, landmarks_gt, opening_gt),
@@ -109,7 +109,7 @@ class Evaluator:
         per_clip: List[Dict] = []
         for k, clip_dir in enumerate(clip_dirs):
             clip = read_clip(clip_dir, load_depth=False)
-            other = read_clip(clip_dirs[(k + 1) % len(clip_dirs)], load_depth=False).audio
+            other = read_clip_audio(clip_dirs[(k + 1) % len(clip_dirs)])
             result = self.evaluate_clip(clip, other)
             result["clip"] = str(clip_dir)
             per_clip.append(result)

@@ -63,7 +63,7 @@ class LipSyncDiscriminator(ModelMixin, ConfigMixin):
     def __init__(
         self,
         num_frames: int = 5,
-        crop_size: Tuple[int, int] = (48, 96),
+        crop_size: Tuple[int, int] = (64, 96),
         mel_steps: int = 20,
         n_mels: int = 80,
         embed_dim: int = 128,

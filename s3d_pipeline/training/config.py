@@ -37,18 +37,21 @@ class LossWeights:
 
 @dataclass
 class SyncNetConfig:
-    """Pretraining of the lip-sync discriminator on in-sync vs shifted and mismatched pairs.
+    """Pretraining of the lip-sync discriminator: each video window picks its aligned audio among shifted and
+    mismatched candidates (multi-way matching, :func:`~s3d_pipeline.training.losses.syncnet_loss`).
 
     Attributes:
         steps: optimisation steps of ``--stage syncnet``.
-        batch_size: pairs per step (half in sync, half not).
+        batch_size: video windows per step.
+        candidates: audio windows per video window: the aligned one and ``candidates - 1`` negatives.
         lr: Adam learning rate.
-        min_shift, max_shift: a shifted negative moves the audio by a random offset of this many frames, either sign.
+        min_shift, max_shift: a shifted negative moves the audio by a distinct offset of this many frames, either sign.
         mismatched_fraction: share of the negatives whose audio comes from another clip instead of a shift.
     """
 
     steps: int = 4000
     batch_size: int = 32
+    candidates: int = 9
     lr: float = 1e-4
     min_shift: int = 3
     max_shift: int = 15

@@ -173,17 +173,15 @@ class Sampler:
 
 @dataclass
 class SyncBatch:
-    """B (video window, audio window) pairs for the lip-sync discriminator.
+    """B video windows, each with C candidate audio windows of which the first is the aligned one.
 
     Attributes:
         crops: (B, T, 3, h, w) consecutive lower-face crops in [0, 1].
-        mel: (B, n_mels, steps) the audio windows.
-        labels: (B,) 1 for in-sync pairs, 0 for shifted or mismatched ones.
+        mel: (B, C, n_mels, steps) candidate audio windows: index 0 in sync, the rest shifted or from another clip.
     """
 
     crops: torch.Tensor
     mel: torch.Tensor
-    labels: torch.Tensor
 
 
 class SyncPairBank:
@@ -208,28 +206,26 @@ class SyncPairBank:
                 self.crops.append(crops.mul(255).round().to(torch.uint8))
                 self.mels.append(lip_sync.mel(torch.from_numpy(clip.audio)))
 
-    def batch(self, rng: np.random.Generator, batch_size: int, min_shift: int, max_shift: int, mismatched_fraction: float) -> SyncBatch:
-        """Half in-sync pairs; the other half shifted by ``min_shift``..``max_shift`` frames (either sign) within the
-        clip, or, for ``mismatched_fraction`` of them (and whenever no shift fits), audio from another clip."""
-        crops, mels, labels = [], [], []
-        for i in range(batch_size):
-            positive = i % 2 == 0
+    def batch(self, rng: np.random.Generator, batch_size: int, candidates: int, min_shift: int, max_shift: int, mismatched_fraction: float) -> SyncBatch:
+        """B windows, each with its aligned audio first and ``candidates - 1`` negatives: audio shifted by
+        ``min_shift``..``max_shift`` frames (either sign, distinct shifts) within the clip, or, for
+        ``mismatched_fraction`` of them (and whenever the shifts run out), audio from another clip."""
+        crops, mels = [], []
+        for _ in range(batch_size):
             clip_index = int(rng.integers(len(self.clips)))
             info = self.clips[clip_index]
             start = int(rng.integers(info.num_frames - self.window + 1))
             crops.append(self.crops[clip_index][start : start + self.window])
-            audio_index, audio_start = clip_index, start
-            if not positive:
-                shifts = [s for s in range(min_shift, max_shift + 1) for s in (s, -s) if 0 <= start + s <= info.num_frames - self.window]
-                mismatch = len(self.clips) > 1 and (not shifts or rng.random() < mismatched_fraction)
-                if mismatch:
-                    audio_index = int(rng.choice([j for j in range(len(self.clips)) if j != clip_index]))
-                    audio_start = int(rng.integers(self.clips[audio_index].num_frames - self.window + 1))
+            shifts = [s for s in range(min_shift, max_shift + 1) for s in (s, -s) if 0 <= start + s <= info.num_frames - self.window]
+            shifts = list(rng.permutation(shifts))
+            sources = [(clip_index, start)]
+            for _ in range(candidates - 1):
+                if len(self.clips) > 1 and (not shifts or rng.random() < mismatched_fraction):
+                    other = int(rng.choice([j for j in range(len(self.clips)) if j != clip_index]))
+                    sources.append((other, int(rng.integers(self.clips[other].num_frames - self.window + 1))))
                 elif shifts:
-                    audio_start = start + int(shifts[rng.integers(len(shifts))])
+                    sources.append((clip_index, start + int(shifts.pop())))
                 else:
-                    raise ValueError(f"cannot draw a negative pair: one clip of {info.num_frames} frames is too short to shift by {min_shift}")
-            fps = self.clips[audio_index].fps
-            mels.append(self.lip_sync.mel_windows(self.mels[audio_index], torch.tensor([audio_start]), fps)[0])
-            labels.append(1.0 if positive else 0.0)
-        return SyncBatch(torch.stack(crops).float().div(255.0), torch.stack(mels), torch.tensor(labels))
+                    raise ValueError(f"cannot draw {candidates - 1} negatives: one clip of {info.num_frames} frames is too short to shift by {min_shift}")
+            mels.append(torch.stack([self.lip_sync.mel_windows(self.mels[i], torch.tensor([s]), self.clips[i].fps)[0] for i, s in sources]))
+        return SyncBatch(torch.stack(crops).float().div(255.0), torch.stack(mels))

@@ -63,9 +63,14 @@ def sync_logits(lip_sync: LipSyncDiscriminator, frames: torch.Tensor, mel: torch
     return SYNC_LOGIT_SCALE * lip_sync(crops, mel)
 
 
-def syncnet_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Pretraining loss of the lip-sync discriminator: binary cross-entropy of in-sync (1) vs not (0) pairs."""
-    return F.binary_cross_entropy_with_logits(logits, labels)
+def syncnet_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Pretraining loss of the lip-sync discriminator: multi-way matching (Chung et al., "Perfect match", 2019).
+
+    Each video window picks its aligned audio (candidate 0) out of C candidates (B, C) by softmax
+    cross-entropy. Against shifted audio of the same clip this trains exactly what the offset search of
+    :meth:`LipSyncDiscriminator.score` asks, with C - 1 negatives per window instead of one.
+    """
+    return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
 
 
 def lip_sync_loss(logits: torch.Tensor) -> torch.Tensor:

@@ -274,17 +274,19 @@ class SyncNetTraining(TrainingRun):
 
     def train_step(self) -> Dict[str, float]:
         sc = self.config.syncnet
-        batch = self.bank.batch(self.sampler.rng, sc.batch_size, sc.min_shift, sc.max_shift, sc.mismatched_fraction)
+        batch = self.bank.batch(self.sampler.rng, sc.batch_size, sc.candidates, sc.min_shift, sc.max_shift, sc.mismatched_fraction)
         self.lip_sync.train()
-        labels = batch.labels.to(self.device)
+        b, c = batch.mel.shape[:2]
         with self.accelerator.autocast():
-            logits = SYNC_LOGIT_SCALE * self.lip_sync(batch.crops.to(self.device), batch.mel.to(self.device)).float()
-        loss = syncnet_loss(logits, labels)
+            video = self.lip_sync.embed_video(batch.crops.to(self.device))  # (B, D)
+            audio = self.lip_sync.embed_audio(batch.mel.to(self.device).flatten(0, 1)).reshape(b, c, -1)  # (B*C, D) -> (B, C, D)
+            logits = SYNC_LOGIT_SCALE * (video[:, None] * audio).sum(-1).float()  # (B, C)
+        loss = syncnet_loss(logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.average_gradients(list(self.lip_sync.parameters()))
         self.optimizer.step()
-        accuracy = ((logits > 0).float() == labels).float().mean()
+        accuracy = (logits.argmax(dim=1) == 0).float().mean()  # aligned audio ranked first
         return {"loss": loss.item(), "accuracy": accuracy.item()}
 
     def finish(self) -> dict:

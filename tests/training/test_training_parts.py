@@ -143,18 +143,20 @@ def test_discriminator_r1_and_perceptual():
     assert all(torch.equal(a, b) for a, b in zip(perceptual.state_dict().values(), again.state_dict().values()))
 
 
-def test_sync_pairs_come_from_the_bank_of_crops_and_mel(tiny_components, tiny_corpus):
+def test_sync_candidates_come_from_the_bank_of_crops_and_mel(tiny_components, tiny_corpus):
     lip_sync = tiny_components["lip_sync"]
     clip = Corpus.from_folder(tiny_corpus).train[0]
     bank = SyncPairBank([clip], lip_sync, 64)  # one clip: every negative is a shift within it
-    batch = bank.batch(np.random.default_rng(0), 8, min_shift=3, max_shift=15, mismatched_fraction=0.0)
-    assert batch.labels.tolist() == [1, 0] * 4
-    assert batch.crops.shape == (8, 5, 3, 16, 32) and batch.mel.shape == (8, 80, 20)
+    batch = bank.batch(np.random.default_rng(0), 8, candidates=4, min_shift=3, max_shift=15, mismatched_fraction=0.0)
+    assert batch.crops.shape == (8, 5, 3, 16, 32) and batch.mel.shape == (8, 4, 80, 20)
     windows = bank.crops[0].float().div(255).unfold(0, 5, 1).permute(0, 4, 1, 2, 3)  # every (start, T, 3, h, w)
-    for crops, mel, label in zip(batch.crops, batch.mel, batch.labels):
+    audio = lip_sync.mel_windows(bank.mels[0], torch.arange(len(windows)), clip.fps)  # every start's mel window
+    for crops, candidates in zip(batch.crops, batch.mel):
         start = int(torch.nonzero((windows == crops).flatten(1).all(1))[0])
-        own_audio = lip_sync.mel_windows(bank.mels[0], torch.tensor([start]), clip.fps)[0]
-        assert torch.equal(mel, own_audio) == bool(label)
+        found = [int(torch.nonzero((audio == mel).flatten(1).all(1))[0]) for mel in candidates]
+        assert found[0] == start  # the first candidate is the aligned audio
+        shifts = [abs(f - start) for f in found[1:]]
+        assert all(3 <= s <= 15 for s in shifts) and len(set(f - start for f in found[1:])) == 3  # distinct shifts
 
 
 def test_sync_logits_shapes(tiny_components, tiny_corpus):

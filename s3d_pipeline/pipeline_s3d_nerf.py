@@ -242,12 +242,13 @@ class S3DNeRFPipeline(DiffusionPipeline):
         generator: Optional[torch.Generator] = None,
         fast: bool = False,
     ) -> Iterator[FrameBatch]:
-        """Yield rendered chunks of up to ``batch_size`` frames in order, for ``poses`` (N, 3)."""
+        """Yield rendered chunks in order, for ``poses`` (N, 3): the first frame alone (so a stream shows it after
+        one frame's work, not a batch's), then up to ``batch_size`` frames at a time."""
         num_frames = poses.shape[0]
         windows = self.encode_audio(waveform, num_frames, fps)
         cams = pose_to_cam2world(poses[:, 0], poses[:, 1], poses[:, 2]).to(self.device)  # tri-plane frame
-        for start in range(0, num_frames, batch_size):
-            stop = min(start + batch_size, num_frames)
+        for start in [0, *range(1, num_frames, batch_size)]:
+            stop = min(1 if start == 0 else start + batch_size, num_frames)
             yield self.render_frames(identity, windows[start:stop], cams[start:stop], mouth_amplitude, generator, fast=fast)
 
     @torch.no_grad()
@@ -311,8 +312,8 @@ class S3DNeRFPipeline(DiffusionPipeline):
         ``fast`` defaults to True here (the fast engine; ``fast=False`` streams the reference path).
 
         Yields:
-            (n, H, W, 3) uint8 frames, ``batch_size`` at a time (the last chunk may be shorter). Concatenated, they
-            equal ``__call__(..., fast=fast).frames``.
+            (n, H, W, 3) uint8 frames: the first frame alone, then ``batch_size`` at a time (the last chunk may be
+            shorter). Concatenated, they equal ``__call__(..., fast=fast).frames``.
 
         Examples:
             ```py

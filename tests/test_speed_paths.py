@@ -68,7 +68,7 @@ def test_reference_path_ignores_the_fast_cache(active_pipe, face_crop):
 def test_stream_chunks_concatenate_to_the_call_frames(active_pipe, face_crop, fast):
     audio = (speech_like(0.92), SAMPLE_RATE)  # 23 frames
     chunks = list(active_pipe.stream(face_crop, audio, aligned=True, yaw=5.0, batch_size=4, fast=fast))
-    assert [len(c) for c in chunks] == [4, 4, 4, 4, 4, 3]
+    assert [len(c) for c in chunks] == [1, 4, 4, 4, 4, 4, 2]  # the first frame alone, as soon as it is ready
     whole = active_pipe(face_crop, audio, aligned=True, yaw=5.0, batch_size=4, compute_sync=False, fast=fast).frames
     np.testing.assert_array_equal(np.concatenate(chunks), whole)
 
@@ -80,7 +80,8 @@ def test_stream_is_lazy(active_pipe, face_crop):
     try:
         stream = active_pipe.stream(face_crop, (speech_like(2.0), SAMPLE_RATE), aligned=True, batch_size=5)
         next(stream)
-        assert len(calls) == 1  # one chunk rendered for the first yield, not the whole video
+        assert len(calls) == 1  # one frame rendered for the first yield, not the whole video
+        assert len(next(stream)) == 5 and len(calls) == 2
     finally:
         del active_pipe.render_frames
 

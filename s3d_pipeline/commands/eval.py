@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-checkpoint", default=None, help="pipeline or lip-sync folder whose discriminator scores sync (default: the checkpoint's own)")
     parser.add_argument("--report", default=None, help="also write the full result, per clip, to this JSON file")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--fast", action="store_true", help="render with the fast engine instead of the reference path (see `s3d-nerf bench` for their PSNR)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
 
 
@@ -63,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
     landmarks = LandmarkRegressor.from_pretrained(landmarks_dir, use_safetensors=True) if (landmarks_dir / "config.json").is_file() else None
     lpips, lpips_note = lpips_metric()
     sync = _sync_model(args.sync_checkpoint) if args.sync_checkpoint else pipe.lip_sync
-    evaluator = Evaluator(pipe=pipe, sync=sync.eval(), landmarks=landmarks, lpips=lpips, batch_size=args.batch_size, log=log)
+    evaluator = Evaluator(pipe=pipe, sync=sync.eval(), landmarks=landmarks, lpips=lpips, batch_size=args.batch_size, fast=args.fast, log=log)
     result = evaluator.evaluate(clips)
     result["info"] = {
         "checkpoint": str(args.checkpoint),
         "clips": len(clips),
+        "renderer": "fast" if args.fast else "reference",
         "landmark_detector": landmark_detector_note() if landmarks is not None else f"unavailable: no landmark regressor at {landmarks_dir}",
         "lpips": lpips_note,
         "sync_scorer": str(args.sync_checkpoint or "the checkpoint's own lip-sync discriminator"),

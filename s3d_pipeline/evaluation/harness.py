@@ -41,6 +41,8 @@ class Evaluator:
         landmarks: the landmark detector run on every variant's frames.
         lpips: a callable (frames, reference) -> mean LPIPS, when its backbone weights are available.
         batch_size: frames rendered together.
+        fast: render the model with the fast engine (:mod:`s3d_pipeline.rendering.fast_renderer`) instead of the
+            reference path; ``s3d-nerf bench`` reports the PSNR between the two.
     """
 
     pipe: S3DNeRFPipeline
@@ -48,11 +50,12 @@ class Evaluator:
     landmarks: Optional[LandmarkRegressor] = None
     lpips: Optional[Callable[[np.ndarray, np.ndarray], float]] = None
     batch_size: int = 8
+    fast: bool = False
     log: Callable[[str], None] = print
 
     def render(self, identity: Identity, poses: torch.Tensor, audio: np.ndarray, fps: float) -> np.ndarray:
         """The model's frames (N, R, R, 3) uint8 from an encoded source, pose offsets (N, 3) and speech."""
-        chunks = self.pipe.iter_frames(identity, audio, poses, fps, self.batch_size)
+        chunks = self.pipe.iter_frames(identity, audio, poses, fps, self.batch_size, fast=self.fast)
         return self.pipe._postprocess(torch.cat([chunk.frames for chunk in chunks]), "np")
 
     def score(self, frames: np.ndarray, clip: Clip, frames_gt: np.ndarray, landmarks_gt: np.ndarray, opening_gt: np.ndarray) -> Dict[str, Optional[float]]:
@@ -85,7 +88,7 @@ class Evaluator:
         landmarks_gt = clip.landmarks * scale
         opening_gt = metrics.mouth_opening(landmarks_gt)
         # Source = frame 0; every frame at its own camera, as an offset from the source view.
-        identity = self.pipe.encode_identity(frames_gt[0], aligned=True)
+        identity = self.pipe.encode_identity(frames_gt[0], aligned=True, fast=self.fast)
         c2w = torch.from_numpy(clip.cam2world)
         poses = cam2world_to_pose(relative_cam2world(c2w[:1], c2w))  # (N, 3)
         model = self.render(identity, poses, clip.audio, clip.meta.fps)

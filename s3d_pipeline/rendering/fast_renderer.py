@@ -11,10 +11,13 @@ between the two) and moves all per-identity work out of the per-frame loop:
 * **One gather for all planes.** A lookup is one ``embedding_bag`` over a channels-last table of texels:
   12 weighted rows per point (3 planes x 4 corners, the plane mean folded into the weights), rather than
   ``grid_sample`` over channel-first planes. The deformation planes use the same lookup.
-* **Occupancy-bounded samples.** At identity time the model's own (undeformed) density is evaluated on a
-  coarse grid; the box holding every voxel that could add visible opacity, grown by the largest Δx the
-  deformation field can produce, bounds the samples of each ray. All ``num_samples`` samples of a ray go
-  inside the box, in one pass (no coarse network pass for importance sampling).
+* **Occupancy-grid samples, empty rays skipped.** At identity time the model's own (undeformed) density is
+  evaluated on a coarse grid; the voxels that could add visible opacity, dilated by the largest Δx the
+  deformation field can produce, are kept as a boolean grid. Per frame every ray is marched through the grid
+  (a boolean lookup every half voxel, all rays at once) to find the depths over which it crosses occupied
+  voxels; all ``num_samples`` samples of the ray go inside that interval, in one pass (no coarse network pass
+  for importance sampling). Rays that cross no occupied voxel are dropped before the lookups and MLPs (the
+  evaluated rays are packed into one batch) and get what the reference gives a ray that sees nothing.
 * **Split first convolutions.** Where a convolution reads per-identity channels beside per-frame ones
   (the deformation U-Net's input, the super-resolution's source features) it is split by linearity:
   the per-identity part is convolved once and cached. The U-Net's per-frame condition is convolved once per
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -82,11 +86,12 @@ class PlaneTable:
         rows = framed.permute(0, 1, 3, 4, 2).reshape(-1, channels)  # (B*3*(H+3)*(W+3), C)
         return cls(rows=rows.contiguous(), batch=batch, height=height, width=width, extent=extent)
 
-    def lookup(self, points: torch.Tensor) -> torch.Tensor:
+    def lookup(self, points: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Bilinear features at points (B, M, 3), averaged over the three planes: (B, M, C).
 
-        Matches :func:`~s3d_pipeline.rendering.triplane.sample_planes` (``align_corners=False``, zeros outside);
-        a table of batch 1 serves every batch.
+        Matches :func:`~s3d_pipeline.rendering.triplane.sample_planes` (``align_corners=False``, zeros outside).
+        Point batch b reads table batch b (a table of batch 1 serves every batch), unless ``frames`` (B, M) names
+        the table batch of each point (points of several frames packed into one batch).
         """
         batch, num_points, _ = points.shape
         h, w = self.height, self.width
@@ -98,7 +103,9 @@ class PlaneTable:
         g0 = g.floor()
         frac = g - g0  # (B, M, 6)
         plane = torch.arange(3, device=points.device, dtype=g.dtype) * ((h + 3) * (w + 3))  # (3,)
-        if self.batch > 1:
+        if frames is not None:
+            plane = plane + 3 * (h + 3) * (w + 3) * frames[..., None].to(g.dtype)  # (B, M, 3)
+        elif self.batch > 1:
             plane = plane + 3 * (h + 3) * (w + 3) * torch.arange(batch, device=points.device, dtype=g.dtype)[:, None, None]
         top_left = plane + g0[..., 3:] * (w + 3) + g0[..., :3]  # (B, M, 3) row of each plane's top-left corner
         corners = _CORNERS.to(points.device)
@@ -106,7 +113,7 @@ class PlaneTable:
         fx, fy = frac[..., :3, None], frac[..., 3:, None]  # (B, M, 3, 1)
         weight = torch.where(corners[:, 0] == 1, fy, 1 - fy) * torch.where(corners[:, 1] == 1, fx, 1 - fx)  # (B, M, 3, 4)
         index, weight = index.reshape(batch * num_points, 12), weight.reshape(batch * num_points, 12).to(self.rows.dtype)
-        return F.embedding_bag(index, self.rows, per_sample_weights=weight, mode="sum").reshape(batch, num_points, -1)
+        return F.embedding_bag(index, self.rows, per_sample_weights=weight, mode="sum").reshape(batch, num_points, self.rows.shape[1])
 
 
 def presum_triplanes(triplanes: Sequence[torch.Tensor], extent: float) -> PlaneTable:
@@ -138,43 +145,121 @@ def sample_radius(config) -> float:
     return float(points.norm(dim=-1).max()) + 0.5 / config.ray_resolution  # pixel centres fall short of the corner
 
 
-def occupied_box(
-    density: "callable", radius: float, resolution: int, path_length: float, margin: float
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The axis-aligned box around every voxel whose density could add visible opacity.
+@dataclass
+class OccupancyGrid:
+    """Which voxels of the cube [-radius, radius]^3 may hold visible density.
+
+    Attributes:
+        occupied: (G, G, G) bool, indexed [x, y, z].
+        radius: half-size of the cube.
+    """
+
+    occupied: torch.Tensor
+    radius: float
+
+    @property
+    def voxel(self) -> float:
+        """Side of one voxel."""
+        return 2 * self.radius / self.occupied.shape[0]
+
+    def dilated(self, distance: float) -> "OccupancyGrid":
+        """The grid with every voxel within ``distance`` per axis of an occupied voxel marked occupied (rounded up to
+        whole voxels): a point of an occupied voxel moved by at most ``distance`` per axis (Δx is tanh-bounded per
+        axis) lands in an occupied voxel of the result."""
+        steps = math.ceil(distance / self.voxel)
+        if steps <= 0:
+            return self
+        grown = F.max_pool3d(self.occupied[None, None].float(), 2 * steps + 1, stride=1, padding=steps)  # (1, 1, G, G, G)
+        return OccupancyGrid(occupied=grown[0, 0] > 0, radius=self.radius)
+
+    @cached_property
+    def bounds(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The box around the occupied voxels: lo (3,), hi (3,) corners; an empty box (lo > hi) when none is.
+        Computed once per grid (a grid is not modified after it is made)."""
+        cells = self.occupied.nonzero().float()  # (K, 3)
+        if cells.shape[0] == 0:
+            return torch.full((3,), 1.0), torch.full((3,), -1.0)
+        return cells.min(0).values * self.voxel - self.radius, (cells.max(0).values + 1) * self.voxel - self.radius
+
+    @cached_property
+    def fills_bounds(self) -> bool:
+        """Whether the occupied voxels fill their box (a fog fills the grid; an empty grid fills its empty box)."""
+        cells = self.occupied.nonzero()  # (K, 3)
+        if cells.shape[0] == 0:
+            return True
+        return cells.shape[0] == int((cells.max(0).values - cells.min(0).values + 1).prod())
+
+    def ray_intervals(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float):
+        """The depths over which rays (R, 3) cross occupied voxels.
+
+        Returns:
+            enter (R,), leave (R,) within [near, far], and crossed (R,) bool: False for a ray that meets no occupied
+            voxel (its interval is meaningless).
+        """
+        enter, leave = box_interval(origins, dirs, *self.bounds, near, far)  # (R,) each
+        if self.fills_bounds:  # the box is the occupied region: its intervals are exact, no march needed
+            return enter, leave, leave > enter
+        return self.march(origins, dirs, enter, leave)
+
+    def march(self, origins: torch.Tensor, dirs: torch.Tensor, enter: torch.Tensor, leave: torch.Tensor):
+        """Rays (R, 3) marched over [enter, leave] (R,) (their crossing of the occupied voxels' box) at steps of at
+        most half a voxel, with a boolean lookup per step (all rays at once): (enter, leave, crossed) of
+        :meth:`ray_intervals`, the interval spanning the first and last occupied step.
+
+        Any point of the ray whose half-voxel neighbourhood is occupied lies inside the interval (a step falls
+        within half a voxel of it), so a grid dilated by half a voxel beyond the region that matters loses
+        nothing of it.
+        """
+        size = self.occupied.shape[0]
+        steps = max(2, math.ceil(float((leave - enter).max()) / (0.5 * self.voxel)) + 1)
+        stride = (leave - enter) / (steps - 1)  # (R,)
+        start = (origins + dirs * enter[:, None] + self.radius) / self.voxel  # (R, 3) in voxels from the grid's corner
+        step = dirs * (stride / self.voxel)[:, None]  # (R, 3)
+        k = torch.arange(steps, dtype=dirs.dtype, device=dirs.device)
+        cells = torch.addcmul(start[:, None], step[:, None], k[:, None]).clamp_(0, size - 1).floor_()  # (R, T, 3)
+        index = (cells @ cells.new_tensor([size * size, size, 1.0])).long()  # (R, T) flat voxel index, exact in fp32
+        hits = torch.take(self.occupied, index)  # (R, T) bool
+        ones = hits.to(torch.uint8)  # argmax returns the first maximum: the first occupied step
+        first, last = ones.argmax(1), steps - 1 - ones.flip(1).argmax(1)
+        return enter + first * stride, enter + last * stride, hits.any(1)
+
+
+def occupancy_grid(density: "callable", radius: float, resolution: int, path_length: float) -> OccupancyGrid:
+    """The voxels whose centre holds a density that could add visible opacity.
 
     Args:
         density: points (1, M, 3) -> densities (1, M, 1).
         radius: the grid covers [-radius, radius]^3 (every ray sample lies inside).
         resolution: voxels per side.
         path_length: the longest ray segment; a density below ``OPACITY_EPSILON / path_length`` is empty.
-        margin: grown by this much on every side (the largest Δx, plus a voxel for the grid's coarseness).
-
-    Returns:
-        lo (3,), hi (3,) corners; an empty box (lo > hi) when nothing is occupied.
     """
     centres = (torch.arange(resolution) + 0.5) / resolution * 2 * radius - radius
     grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(1, -1, 3)  # (1, G^3, 3)
-    occupied = density(grid)[0, :, 0] > OPACITY_EPSILON / path_length
-    if not occupied.any():
-        return torch.full((3,), 1.0), torch.full((3,), -1.0)
-    points = grid[0][occupied]
-    grow = margin + 2 * radius / resolution
-    return points.min(0).values - grow, points.max(0).values + grow
+    occupied = density(grid)[0, :, 0] > OPACITY_EPSILON / path_length  # (G^3,)
+    return OccupancyGrid(occupied=occupied.reshape(resolution, resolution, resolution), radius=radius)
 
 
-def box_depths(origins, dirs, lo, hi, near: float, far: float, num_samples: int) -> torch.Tensor:
-    """``num_samples`` bin-centred depths per ray inside the box ∩ [near, far]: (B, N, S, 1).
-
-    A ray that misses the box gets all its samples at one depth, which integrates to zero opacity.
-    """
+def box_interval(origins, dirs, lo, hi, near: float, far: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Where rays (..., 3) cross the box [lo, hi] within [near, far]: enter (...), leave (...) with leave >= enter
+    (equal for a ray that misses the box, and for every ray when the box is empty, lo > hi)."""
     safe = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
-    t_lo, t_hi = (lo - origins) / safe, (hi - origins) / safe  # (B, N, 3) slab entries and exits
-    enter = torch.minimum(t_lo, t_hi).amax(-1).clamp(near, far)  # (B, N)
-    leave = torch.maximum(t_lo, t_hi).amin(-1).clamp(near, far)
-    leave = torch.maximum(leave, enter)
-    bins = (torch.arange(num_samples, device=dirs.device, dtype=dirs.dtype) + 0.5) / num_samples  # (S,)
-    return (enter[..., None] + (leave - enter)[..., None] * bins).unsqueeze(-1)
+    t_lo, t_hi = (lo - origins) / safe, (hi - origins) / safe  # (..., 3) the planes of the slabs
+    forward = safe > 0  # a ray enters each slab through its lower plane when it moves up that axis
+    enter = torch.where(forward, t_lo, t_hi).amax(-1).clamp(near, far)
+    leave = torch.where(forward, t_hi, t_lo).amin(-1).clamp(near, far)
+    return enter, torch.maximum(leave, enter)
+
+
+def interval_depths(enter: torch.Tensor, leave: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """``num_samples`` bin-centred depths per ray in [enter, leave] (K,): (K, S, 1)."""
+    bins = (torch.arange(num_samples, device=enter.device, dtype=enter.dtype) + 0.5) / num_samples  # (S,)
+    return (enter[:, None] + (leave - enter)[:, None] * bins).unsqueeze(-1)
+
+
+def empty_ray_depth(config) -> float:
+    """The depth the reference renderer gives a ray that sees nothing: ``composite`` falls back to the farthest
+    sample, which is the last stratified one (importance samples stay between the stratified ones)."""
+    return config.ray_near + (config.ray_far - config.ray_near) * (config.num_coarse - 0.5) / config.num_coarse
 
 
 class SplitConv(nn.Module):
@@ -201,13 +286,14 @@ class FastIdentity:
 
     Attributes:
         triplane: the pre-summed multi-scale tri-plane as a table.
-        box: (lo, hi) corners bounding the samples.
+        occupancy: the voxels that can add visible opacity, grown by the largest Δx and one voxel: they bound
+            the samples of each ray, and a ray that meets none is not evaluated.
         unet_identity: (3, c0, R, R) the deformation U-Net's first convolution over the identity's planes.
         sr_source: the super-resolution's first convolution of each stage over the source features.
     """
 
     triplane: PlaneTable
-    box: Tuple[torch.Tensor, torch.Tensor]
+    occupancy: OccupancyGrid
     unet_identity: Optional[torch.Tensor]
     sr_source: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -227,7 +313,7 @@ class FastRenderer:
 
     Args:
         audio_encoder, deformation_field, renderer, super_resolution: the pipeline's components.
-        num_samples: samples per ray, all inside the occupied box (the reference uses ``num_coarse`` +
+        num_samples: samples per ray, all inside the ray's occupied interval (the reference uses ``num_coarse`` +
             ``num_importance``).
         dtype: compute type of the per-point MLPs (``torch.bfloat16`` autocast, or ``torch.float32``).
         occupancy_resolution: voxels per side of the identity's occupancy grid.
@@ -271,9 +357,12 @@ class FastRenderer:
         table = presum_triplanes(triplanes, cfg.triplane_extent)
         df = self.deformation_field
         margin = df.config.max_displacement if df.config.mode != "none" else 0.0
-        box = occupied_box(
-            lambda p: self.renderer.decode(table.lookup(p))[0], sample_radius(cfg), self.occupancy_resolution, cfg.ray_far - cfg.ray_near, margin
+        occupancy = occupancy_grid(
+            lambda p: self.renderer.decode(table.lookup(p))[0], sample_radius(cfg), self.occupancy_resolution, cfg.ray_far - cfg.ray_near
         )
+        # Half a voxel because density between voxel centres can pass the threshold next to an occupied voxel, half a
+        # voxel for the half-voxel steps of the ray march (see ``OccupancyGrid.ray_intervals``).
+        occupancy = occupancy.dilated(margin + occupancy.voxel)
         unet_identity = None
         if df.uses_planes:
             res = df.config.unet_resolution
@@ -288,7 +377,7 @@ class FastRenderer:
             )  # (3, c0, R, R)
         src0, src1, src2 = source_features
         sr_source = tuple(conv.cache(src) for conv, src in zip(self.sr_convs, (src2, src1, src0)))
-        return FastIdentity(triplane=table, box=box, unet_identity=unet_identity, sr_source=sr_source)
+        return FastIdentity(triplane=table, occupancy=occupancy, unet_identity=unet_identity, sr_source=sr_source)
 
     # ------------------------------------------------------------------ per frame
     def deformation_planes(self, identity_slots, fast: FastIdentity, a_dri):
@@ -308,35 +397,70 @@ class FastRenderer:
         planes = df.unet.from_first_level(e0.contiguous(memory_format=torch.channels_last))
         return planes.reshape(n, 3, -1, res, res), attention_map
 
-    def render(self, fast: FastIdentity, deform_planes, audio_pooled, cam2world: torch.Tensor, mouth_amplitude: float):
-        """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r))."""
-        cfg = self.renderer.config
+    def occupancy(self, fast: FastIdentity, mouth_amplitude: float) -> OccupancyGrid:
+        """The identity's occupancy grid, grown further when a mouth amplitude above 1 moves points farther than the
+        largest Δx it was grown by."""
         df = self.deformation_field
-        batch, res = cam2world.shape[0], cfg.ray_resolution
-        origins, dirs = pixel_rays(cam2world, res, cfg.focal)  # (B, N, 3)
-        depths = box_depths(origins, dirs, *fast.box, cfg.ray_near, cfg.ray_far, self.num_samples)  # (B, N, S, 1)
-        points = (origins[:, :, None] + dirs[:, :, None] * depths).reshape(batch, -1, 3)  # (B, N*S, 3)
-        if df.config.mode != "none" and mouth_amplitude != 0:
-            context = None
-            if deform_planes is not None:
-                context = PlaneTable.from_planes(deform_planes, df.config.triplane_extent).lookup(points)  # (B, M, Cd)
-            field = DeformationFieldOutput(planes=None, audio=audio_pooled)
-            with self._autocast():
-                delta = df.displacement(field, points, context=context).float()
-            points = points + mouth_amplitude * delta
-        features = fast.triplane.lookup(points)  # (B, M, C)
+        extra = (mouth_amplitude - 1) * df.config.max_displacement if df.config.mode != "none" else 0.0
+        return fast.occupancy.dilated(extra) if extra > 0 else fast.occupancy
+
+    def displace(self, points, frames, deform_planes, audio_pooled, mouth_amplitude: float) -> torch.Tensor:
+        """Points (1, M, 3) of several frames (``frames`` (M,): the frame of each point) moved by their frame's
+        mouth_amplitude * Δx."""
+        df = self.deformation_field
+        if df.config.mode == "none" or mouth_amplitude == 0:
+            return points
+        if deform_planes is not None:
+            context = PlaneTable.from_planes(deform_planes, df.config.triplane_extent).lookup(points, frames[None])  # (1, M, Cd)
+        else:
+            context = audio_pooled[frames][None]  # (1, M, A): what the naive variant reads per point
+        field = DeformationFieldOutput(planes=None, audio=audio_pooled)
         with self._autocast():
-            density, feats = self.renderer.decode(features)
-        shape = (batch, res * res, self.num_samples, -1)
-        density, feats = density.float().reshape(shape), feats.float().reshape(shape)  # (B, N, S, 1), (B, N, S, F)
+            delta = df.displacement(field, points, context=context).float()
+        return points + mouth_amplitude * delta
+
+    def shade(self, fast: FastIdentity, points: torch.Tensor, depths: torch.Tensor):
+        """Decode and integrate the samples of K rays: points (K, S, 3) (displaced), depths (K, S, 1) ->
+        features (K, F), depth (K, 1), opacity (K, 1)."""
+        num_rays, num_samples, _ = points.shape
+        # The lookup stays outside autocast: bf16 texel coordinates are too coarse.
+        features = fast.triplane.lookup(points.reshape(1, num_rays * num_samples, 3))  # (1, K*S, C)
+        with self._autocast():
+            density, feats = self.renderer.decode(features)  # (1, K*S, 1), (1, K*S, F)
+        density = density.float().reshape(1, num_rays, num_samples, 1)
+        feats = feats.float().reshape(1, num_rays, num_samples, feats.shape[-1])  # (1, K, S, F)
         # Integrate the densities alone, then the features in one weighted sum: an interval's feature is the mean of
         # its two ends, so sample j carries half the weights of the intervals on either side of it.
-        result = composite(density, density[..., :0], depths)
-        weights = result.weights  # (B, N, S, 1), the last one zero
-        per_sample = 0.5 * (weights + F.pad(weights[:, :, :-1], (0, 0, 1, 0)))  # (B, N, S, 1)
-        features = (per_sample * feats).sum(dim=2)  # (B, N, F)
-        to_image = lambda t: t.transpose(1, 2).reshape(batch, -1, res, res)  # (B, N, C) -> (B, C, r, r)  # noqa: E731
-        return to_image(features), to_image(result.depth), to_image(result.opacity)
+        result = composite(density, density[..., :0], depths[None])
+        weights = result.weights  # (1, K, S, 1), the last one zero
+        per_sample = 0.5 * (weights + F.pad(weights[:, :, :-1], (0, 0, 1, 0)))  # (1, K, S, 1)
+        features = (per_sample * feats).sum(dim=2)  # (1, K, F)
+        return features[0], result.depth[0], result.opacity[0]
+
+    def render(self, fast: FastIdentity, deform_planes, audio_pooled, cam2world: torch.Tensor, mouth_amplitude: float):
+        """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r)).
+
+        Only the rays that cross an occupied voxel are evaluated, with their samples inside the occupied interval;
+        the others see nothing, as in the reference renderer: zero features and opacity, and the reference's depth.
+        """
+        cfg = self.renderer.config
+        batch, res = cam2world.shape[0], cfg.ray_resolution
+        origins, dirs = (t.reshape(-1, 3) for t in pixel_rays(cam2world, res, cfg.focal))  # (B*N, 3) each
+        enter, leave, crossed = self.occupancy(fast, mouth_amplitude).ray_intervals(origins, dirs, cfg.ray_near, cfg.ray_far)
+        rays = crossed.nonzero()[:, 0]  # (K,) the rays evaluated, frame-major
+        num_rays, num_samples = rays.shape[0], self.num_samples
+        depths = interval_depths(enter[rays], leave[rays], num_samples)  # (K, S, 1)
+        points = origins[rays, None] + dirs[rays, None] * depths  # (K, S, 3)
+        frames = (rays // (res * res)).repeat_interleave(num_samples)  # (K*S,) the frame of each point
+        points = self.displace(points.reshape(1, num_rays * num_samples, 3), frames, deform_planes, audio_pooled, mouth_amplitude)
+        features, depth, opacity = self.shade(fast, points.reshape(num_rays, num_samples, 3), depths)
+
+        def to_image(values: torch.Tensor, empty: float) -> torch.Tensor:
+            """Per evaluated ray (K, C) -> (B, C, r, r), the skipped rays filled with ``empty``."""
+            every_ray = values.new_full((batch * res * res, values.shape[1]), empty).index_copy_(0, rays, values)  # (B*N, C)
+            return every_ray.reshape(batch, res * res, -1).transpose(1, 2).reshape(batch, -1, res, res)
+
+        return to_image(features, 0.0), to_image(depth, empty_ray_depth(cfg)), to_image(opacity, 0.0)
 
     def super_resolve(self, fast: FastIdentity, features, opacity, source) -> torch.Tensor:
         """Coarse render -> the frame (N, 3, R, R) in [-1, 1], with the source halves of the convolutions cached."""

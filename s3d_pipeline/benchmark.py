@@ -133,6 +133,17 @@ def chunk_fps(pipe, identity, waveform, poses, fps: float, batch_size: int, fast
     return statistics.median(rates), np.concatenate(frames)
 
 
+def evaluated_ray_share(pipe, identity, cams) -> float:
+    """The share of the rays of cameras ``cams`` (n, 4, 4) the fast path evaluates: the others cross no occupied
+    voxel of the identity's occupancy grid and are skipped."""
+    from .rendering.rays import pixel_rays
+
+    cfg = pipe.renderer.config
+    origins, dirs = (t.reshape(-1, 3) for t in pixel_rays(cams, cfg.ray_resolution, cfg.focal))  # (n*N, 3) each
+    _, _, crossed = identity.fast.occupancy.ray_intervals(origins, dirs, cfg.ray_near, cfg.ray_far)
+    return float(crossed.float().mean())
+
+
 def peak_rss_subprocess(setup: BenchSetup, seconds: float, batch_size: int) -> float:
     """Peak RSS (MB) of streaming ``seconds`` of speech into an mp4 with the fast path, in a fresh process."""
     cmd = [sys.executable, "-m", "s3d_pipeline.benchmark", "--peak-rss", str(seconds), "--threads", str(setup.threads), "--batch-size", str(batch_size)]
@@ -204,6 +215,7 @@ def run_benchmark(
         "speedup": round(fast_fps / reference_fps, 1),
         "psnr_vs_reference": round(quality, 2),
         "psnr_frames": compared,
+        "fast_rays_evaluated": round(evaluated_ray_share(pipe, identity, cams), 3),
         "identity_encode_ms": round(identity_ms, 1),
         "first_frame_ms": round(first_frame_ms, 1),
         "stages_ms": stages,

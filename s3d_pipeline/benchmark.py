@@ -182,7 +182,8 @@ def run_benchmark(
     # Warm up both paths (a one-frame and a full chunk each), then the time from asking for a stream to its first frame.
     for fast in (True, False):
         warm = pipe.iter_frames(identity, waveform, poses, fps, batch_size, fast=fast)
-        next(warm), next(warm)
+        next(warm)
+        next(warm)
     first_frame_ms = median_ms(lambda: next(pipe.stream(audio=(waveform, SAMPLE_RATE), identity=identity, yaw=poses[:, 0], fps=fps, batch_size=batch_size)), repeats)
 
     # Speed of the whole per-frame path, fast and reference, on the same inputs; their PSNR on the same frames.

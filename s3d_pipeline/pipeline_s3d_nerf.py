@@ -247,8 +247,8 @@ class S3DNeRFPipeline(DiffusionPipeline):
         num_frames = poses.shape[0]
         windows = self.encode_audio(waveform, num_frames, fps)
         cams = pose_to_cam2world(poses[:, 0], poses[:, 1], poses[:, 2]).to(self.device)  # tri-plane frame
-        for start in [0, *range(1, num_frames, batch_size)]:
-            stop = min(1 if start == 0 else start + batch_size, num_frames)
+        bounds = [0, *range(1, num_frames, batch_size), num_frames]  # chunk edges; num_frames >= 1
+        for start, stop in zip(bounds, bounds[1:]):
             yield self.render_frames(identity, windows[start:stop], cams[start:stop], mouth_amplitude, generator, fast=fast)
 
     @torch.no_grad()

@@ -116,3 +116,14 @@ def test_sync_score_finds_the_audio_visual_offset(shift):
 
 def test_sync_score_needs_enough_frames():
     assert LipSyncDiscriminator(crop_size=(16, 32)).score(torch.rand(3, 3, 32, 32), torch.randn(2000), 25) is None
+
+
+def test_lip_sync_scores_candidate_audio_windows_like_single_pairs():
+    sync = LipSyncDiscriminator(crop_size=(16, 32), channels=(8, 8, 8, 8, 8), embed_dim=16).eval()
+    crops, mel = torch.rand(2, 5, 3, 16, 32), torch.randn(2, 3, 80, 20)  # 2 windows, 3 candidate audio windows each
+    with torch.no_grad():
+        table = sync(crops, mel)  # (2, 3)
+        pairs = torch.stack([sync(crops, mel[:, c]) for c in range(3)], dim=1)  # each candidate as (B,) pairs
+    assert table.shape == (2, 3)
+    torch.testing.assert_close(table, pairs)
+    assert not torch.allclose(table[:, 0], table[:, 1])  # the candidates really differ

@@ -94,8 +94,13 @@ class LipSyncDiscriminator(ModelMixin, ConfigMixin):
         return F.normalize(self.audio(x), dim=-1)
 
     def forward(self, crops: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity (B,) of crops (B, T, 3, h, w) and mel windows (B, n_mels, mel_steps)."""
-        return (self.embed_video(crops) * self.embed_audio(mel)).sum(-1)
+        """Cosine similarity of crops (B, T, 3, h, w) and mel windows (B, n_mels, mel_steps) -> (B,), or each
+        window's C candidate audio windows (B, C, n_mels, mel_steps) -> (B, C) (the video embedded once)."""
+        video = self.embed_video(crops)  # (B, D)
+        audio = self.embed_audio(mel.flatten(0, -3)).reshape(*mel.shape[:-2], -1)  # (B[, C], D)
+        if audio.dim() == 3:
+            video = video[:, None]  # (B, 1, D) against (B, C, D)
+        return (video * audio).sum(-1)
 
     def mel_windows(self, mel: torch.Tensor, starts: torch.Tensor, fps: float) -> torch.Tensor:
         """Mel windows (W, n_mels, mel_steps) starting at video frames ``starts`` (W,); zero-padded outside."""

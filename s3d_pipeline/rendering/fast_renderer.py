@@ -402,7 +402,7 @@ class FastRenderer:
         largest Δx it was grown by."""
         df = self.deformation_field
         extra = (mouth_amplitude - 1) * df.config.max_displacement if df.config.mode != "none" else 0.0
-        return fast.occupancy.dilated(extra) if extra > 0 else fast.occupancy
+        return fast.occupancy.dilated(extra)  # the grid itself when extra <= 0
 
     def displace(self, points, frames, deform_planes, audio_pooled, mouth_amplitude: float) -> torch.Tensor:
         """Points (1, M, 3) of several frames (``frames`` (M,): the frame of each point) moved by their frame's

@@ -276,11 +276,8 @@ class SyncNetTraining(TrainingRun):
         sc = self.config.syncnet
         batch = self.bank.batch(self.sampler.rng, sc.batch_size, sc.candidates, sc.min_shift, sc.max_shift, sc.mismatched_fraction)
         self.lip_sync.train()
-        b, c = batch.mel.shape[:2]
         with self.accelerator.autocast():
-            video = self.lip_sync.embed_video(batch.crops.to(self.device))  # (B, D)
-            audio = self.lip_sync.embed_audio(batch.mel.to(self.device).flatten(0, 1)).reshape(b, c, -1)  # (B*C, D) -> (B, C, D)
-            logits = SYNC_LOGIT_SCALE * (video[:, None] * audio).sum(-1).float()  # (B, C)
+            logits = SYNC_LOGIT_SCALE * self.lip_sync(batch.crops.to(self.device), batch.mel.to(self.device)).float()  # (B, C)
         loss = syncnet_loss(logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

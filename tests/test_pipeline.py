@@ -142,3 +142,18 @@ def test_sync_over_time_is_reported_per_window(tiny_pipe, face_crop):
     assert out.sync_distances.shape == (31,) and out.sync_per_window.shape == (25 - 5 + 1,)
     # The confidence is the median minus the minimum of the per-offset distances.
     assert abs(out.sync_confidence - (np.median(out.sync_distances) - out.sync_distances.min())) < 1e-5
+
+
+def test_a_pipeline_without_deformation_runs_and_round_trips(face_crop, tmp_path):
+    """The no-deformation ablation has a deformation field without weights: it must still run, save and reload."""
+    from s3d_pipeline.configs import build_pipeline
+
+    pipe = build_pipeline("tiny", deformation_field={"mode": "none"})
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(face_crop, _speech(0.2), aligned=True, compute_sync=False)
+    assert out.frames.shape == (5, 64, 64, 3) and out.attention_map is None
+    pipe.save_pretrained(tmp_path / "no_deformation")
+    reloaded = S3DNeRFPipeline.from_pretrained(tmp_path / "no_deformation")
+    reloaded.set_progress_bar_config(disable=True)
+    assert reloaded.deformation_field.config.mode == "none"
+    np.testing.assert_array_equal(reloaded(face_crop, _speech(0.2), aligned=True, compute_sync=False).frames, out.frames)

@@ -172,6 +172,9 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
             self.displacement_mlp = mlp(point_in, hidden_dim, 3, layers=3)
             nn.init.zeros_(self.displacement_mlp[-1].weight)  # start from Δx = 0
             nn.init.zeros_(self.displacement_mlp[-1].bias)
+        else:
+            # No weights at all: an empty buffer gives the pipeline a device to read and save_pretrained a tensor to write.
+            self.register_buffer("device_anchor", torch.zeros(0))
 
     @property
     def uses_planes(self) -> bool:

@@ -368,15 +368,45 @@ def find_syncnet(out: Path) -> Optional[Path]:
     return path if (path / "config.json").is_file() else None
 
 
+def find_pipeline_lip_sync(pipeline: Path) -> Optional[Path]:
+    """The lip-sync discriminator saved inside a pipeline folder, if it has one."""
+    path = Path(pipeline) / "lip_sync"
+    return path if (path / "config.json").is_file() else None
+
+
+def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipeline: Path) -> None:
+    """Load the generator components' weights from a pipeline folder (e.g. the shipped checkpoint) into
+    ``components``, so training continues from earlier weights with fresh optimisers. The folder's
+    architecture must be the config's."""
+    if not (pipeline / "model_index.json").is_file():
+        raise FileNotFoundError(f"--init-from {pipeline} is not a pipeline folder (it has no model_index.json)")
+    pretrained = S3DNeRFPipeline.from_pretrained(pipeline)
+    for name in GENERATOR_COMPONENTS:
+        loaded = getattr(pretrained, name)
+        if _architecture_of(loaded) != _architecture_of(components[name]):
+            raise ValueError(f"--init-from {pipeline}: its {name} is not the {config.architecture!r} architecture of this config")
+        components[name].load_state_dict(loaded.state_dict())
+
+
 class GeneratorTraining(TrainingRun):
     """Trains the five generator components against the frozen lip-sync and the image discriminator."""
 
     stage = "generator"
 
-    def __init__(self, config: TrainConfig, data: Path, out: Path, max_steps: Optional[int] = None, syncnet: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Path,
+        out: Path,
+        max_steps: Optional[int] = None,
+        syncnet: Optional[Path] = None,
+        init_from: Optional[Path] = None,
+    ) -> None:
         super().__init__(config, data, out, max_steps if max_steps is not None else config.max_steps)
         components = build_components(config.components(), seed=config.seed)  # identical on every process
-        syncnet = syncnet or find_syncnet(self.out)
+        if init_from is not None:
+            warm_start(components, config, Path(init_from))
+        syncnet = syncnet or find_syncnet(self.out) or (find_pipeline_lip_sync(init_from) if init_from else None)
         if syncnet is not None:
             components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)
             if _architecture_of(components["lip_sync"]) != _architecture_of(LipSyncDiscriminator(**config.components()["lip_sync"])):

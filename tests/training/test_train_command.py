@@ -106,3 +106,23 @@ def test_two_process_training_keeps_replicas_identical(tiny_corpus, run_with_syn
     samplers = [json.loads((checkpoint / f"sampler_rank{r}.json").read_text()) for r in (0, 1)]
     assert samplers[0] != samplers[1]
     assert np.isfinite([row["loss"] for row in read_log(out / "generator" / "log.csv")]).all()
+
+
+def test_init_from_continues_from_a_pipeline_folder(tiny_corpus, tmp_path):
+    """--init-from loads a pipeline folder's generator weights and lip-sync discriminator; a folder of another
+    architecture is refused with a clear error."""
+    from s3d_pipeline.configs import build_pipeline
+
+    earlier = build_pipeline("tiny", seed=7)  # other weights than the config's seed-0 start
+    earlier.save_pretrained(tmp_path / "earlier")
+    config = write_config(tmp_path / "tiny.json", eval_every=0, sample_every=0, checkpoint_every=0)
+    out = tmp_path / "continued"
+    assert main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(out), "--max-steps", "0", "--init-from", str(tmp_path / "earlier")]) == 0
+    exported = S3DNeRFPipeline.from_pretrained(out / "pipeline")
+    for name in ("appearance_encoder", "renderer", "super_resolution", "lip_sync"):
+        expected = getattr(earlier, name).state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in getattr(exported, name).state_dict().items()), name
+
+    build_pipeline("tiny", renderer={"hidden_dim": 8}).save_pretrained(tmp_path / "other")
+    code = main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(tmp_path / "refused"), "--max-steps", "0", "--init-from", str(tmp_path / "other")])
+    assert code == 2

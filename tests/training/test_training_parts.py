@@ -47,6 +47,21 @@ def test_config_json_round_trip_and_errors(tmp_path):
         get_config("demo-no_such_ablation")
 
 
+def test_cpu_recipes_are_valid_and_share_the_generator_optimiser():
+    """The shipped weights' recipes load (unknown fields would raise); warm-up and full stages differ only in the
+    loss weights, so the full stage continues the warm-up's optimisation as configured."""
+    from pathlib import Path
+
+    import s3d_pipeline.training
+
+    recipes = Path(s3d_pipeline.training.__file__).parent / "recipes"
+    syncnet, warmup, full = (get_config(str(recipes / f"demo_cpu_{name}.json")) for name in ("syncnet", "warmup", "full"))
+    assert syncnet.architecture == warmup.architecture == full.architecture == "demo"
+    assert warmup.losses.sync == 0 and warmup.losses.adversarial == 0
+    assert full.losses == get_config("demo").losses  # the paper's objective
+    assert {**json.loads(json.dumps(vars(warmup), default=vars)), "losses": None} == {**json.loads(json.dumps(vars(full), default=vars)), "losses": None}
+
+
 # ----------------------------------------------------------------------------------------------- data
 def test_sampler_pairs_same_identity_and_restores_state(tiny_corpus):
     corpus = Corpus.from_folder(tiny_corpus, holdout_identities=1)

@@ -24,7 +24,8 @@ def syllable_envelope(num_frames: int, rng: np.random.Generator) -> np.ndarray:
     return envelope
 
 
-def make_clip(out_dir, identity: int, clip_seed: int, num_frames: int = 40, resolution: int = 64):
+def make_clip(out_dir, identity: int, clip_seed: int, num_frames: int = 40, resolution: int = 64, masks: bool = False):
+    """One clip; with ``masks`` it carries the face ellipse as its head mask, as synthetic clips do."""
     rng = np.random.default_rng(clip_seed)
     envelope = syllable_envelope(num_frames, rng)
     hue = np.random.default_rng(identity).uniform(60, 220, size=3)
@@ -40,11 +41,13 @@ def make_clip(out_dir, identity: int, clip_seed: int, num_frames: int = 40, reso
     pitch_deg = 4 * np.cos(np.linspace(0, 2 * np.pi, num_frames) + clip_seed)
     yy, xx = (np.mgrid[0:resolution, 0:resolution] + 0.5) / resolution
     frames = np.empty((num_frames, resolution, resolution, 3), np.uint8)
+    mask = np.zeros((num_frames, resolution, resolution), np.uint8)
     for i in range(num_frames):
         cx, cy = 0.5 - yaw[i] / 100, 0.5 + pitch_deg[i] / 100
         image = np.stack([40 + 60 * yy, 50 + 40 * xx, 90 + 0 * xx], -1)
         face = ((xx - cx) / 0.3) ** 2 + ((yy - cy) / 0.4) ** 2 < 1
         image[face] = hue
+        mask[i][face] = 255
         for ex in (-0.12, 0.12):
             image[((xx - cx - ex) / 0.05) ** 2 + ((yy - cy + 0.08) / 0.03) ** 2 < 1] = 20
         mx, my = cx + MOUTH_CENTER[0] - 0.5, cy + MOUTH_CENTER[1] - 0.5
@@ -60,11 +63,11 @@ def make_clip(out_dir, identity: int, clip_seed: int, num_frames: int = 40, reso
         landmarks=np.zeros((num_frames, 68, 2)).tolist(),
         identity=f"id{identity:02d}",
     )
-    return write_clip(out_dir, meta, frames, audio)
+    return write_clip(out_dir, meta, frames, audio, mask=mask if masks else None)
 
 
-def make_corpus(root, identities: int, clips_per_identity: int, num_frames: int = 40, seed: int = 0):
+def make_corpus(root, identities: int, clips_per_identity: int, num_frames: int = 40, seed: int = 0, masks: bool = False):
     for identity in range(identities):
         for c in range(clips_per_identity):
-            make_clip(root / f"id{identity:02d}_clip{c}", identity, seed * 1000 + identity * 10 + c, num_frames)
+            make_clip(root / f"id{identity:02d}_clip{c}", identity, seed * 1000 + identity * 10 + c, num_frames, masks=masks)
     return root

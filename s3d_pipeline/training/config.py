@@ -25,6 +25,8 @@ class LossWeights:
     """λ of each term of L = L_pix + 0.01 L_per + L_adv + 0.5 L_sync + 0.001 L_deform (PAPER.md).
 
     ``r1_gamma`` (ours, the paper is silent): StyleGAN2's R1 penalty γ/2 E[|∇D(real)|²] on the image discriminator.
+    ``raw_render`` and ``silhouette`` (ours): L_raw and L_sil on the coarse render, applied only where the clips
+    have head masks (:func:`~s3d_pipeline.training.losses.raw_render_losses`); 0 gives exactly the paper's objective.
     """
 
     pixel: float = 1.0
@@ -33,6 +35,8 @@ class LossWeights:
     sync: float = 0.5
     deformation: float = 0.001
     r1_gamma: float = 1.0
+    raw_render: float = 1.0
+    silhouette: float = 1.0
 
 
 @dataclass

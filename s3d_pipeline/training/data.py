@@ -16,7 +16,7 @@ import os
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -79,8 +79,8 @@ class ClipCache:
 
 
 def frames_to_tensor(rgb: np.ndarray, resolution: int) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, resolution, resolution) float in [0, 1] (area-resampled if needed)."""
-    frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, H, W)
+    """(N, H, W, C) uint8 -> (N, C, resolution, resolution) float in [0, 1] (area-resampled if needed)."""
+    frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float().div(255.0)  # (N, C, H, W)
     if frames.shape[-1] != resolution or frames.shape[-2] != resolution:
         frames = F.interpolate(frames, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
     return frames
@@ -97,6 +97,7 @@ class GeneratorBatch:
         waveforms: per pair, the clip's (S,) 16 kHz speech.
         starts: per pair, the index of the first target frame in its clip.
         num_frames, fps: per pair, of the target clip.
+        masks: (B, T, 1, R, R) target head masks in [0, 1], or None when any target clip has none.
     """
 
     source: torch.Tensor
@@ -106,6 +107,7 @@ class GeneratorBatch:
     starts: List[int]
     num_frames: List[int]
     fps: List[float]
+    masks: Optional[torch.Tensor] = None
 
 
 class Sampler:
@@ -145,7 +147,7 @@ class Sampler:
         return source_clip, int(self.rng.integers(n))
 
     def generator_batch(self, batch_size: int) -> GeneratorBatch:
-        sources, targets, cameras, waveforms, starts, lengths, rates = [], [], [], [], [], [], []
+        sources, targets, masks, cameras, waveforms, starts, lengths, rates = [], [], [], [], [], [], [], []
         for _ in range(batch_size):
             clip_index = int(self.rng.integers(len(self.clips)))
             info = self.clips[clip_index]
@@ -154,6 +156,8 @@ class Sampler:
             clip, source = self.cache(info.path), self.cache(self.clips[source_clip].path)
             sources.append(frames_to_tensor(source.rgb[source_frame : source_frame + 1], self.resolution)[0])
             targets.append(frames_to_tensor(clip.rgb[start : start + self.window], self.resolution))
+            if clip.mask is not None:
+                masks.append(frames_to_tensor(clip.mask[start : start + self.window, :, :, None], self.resolution))  # (T, 1, R, R)
             source_c2w = torch.from_numpy(source.cam2world[source_frame])  # (4, 4)
             cameras.append(relative_cam2world(source_c2w, torch.from_numpy(clip.cam2world[start : start + self.window])))
             waveforms.append(torch.from_numpy(clip.audio))
@@ -168,6 +172,7 @@ class Sampler:
             starts=starts,
             num_frames=lengths,
             fps=rates,
+            masks=torch.stack(masks) if len(masks) == batch_size else None,
         )
 
 

@@ -5,6 +5,12 @@
 L_pix is the L2 pixel loss, L_per the perceptual loss (:mod:`.perceptual`), L_adv StyleGAN2's non-saturating
 loss against the image discriminator (:mod:`.discriminator`, regularised with R1), L_sync the frozen lip-sync
 discriminator's verdict on T rendered mouths against their speech, and L_deform the mean squared displacement Δx.
+
+Where clips carry head masks (the synthetic corpus does), two terms of ours supervise the coarse render itself,
+as EG3D supervises its raw neural rendering beside the super-resolved image: L_raw, the L2 between the render's
+RGB and the target's head (premultiplied by its mask) at ray resolution, and L_sil, the L2 between the render's
+opacity and the mask. Without them the super-resolution, which composites onto the source, can copy the source
+and leave the 3D head unlearned (a pose-blind fog; seen on the synthetic corpus within 300 steps).
 """
 
 from __future__ import annotations
@@ -24,6 +30,20 @@ SYNC_LOGIT_SCALE = 5.0
 def pixel_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L_pix: mean squared error over pixels (images in [-1, 1])."""
     return F.mse_loss(prediction, target)
+
+
+def raw_render_losses(coarse_rgb: torch.Tensor, opacity: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+    """(L_raw, L_sil) of the coarse render at ray resolution (ours, see the module docstring).
+
+    Args:
+        coarse_rgb: (N, 3, r, r) the render's RGB channels in [0, 1], premultiplied by its opacity.
+        opacity: (N, 1, r, r) accumulated alpha.
+        target: (N, 3, R, R) frames in [-1, 1]; mask: (N, 1, R, R) head masks in [0, 1]; R a multiple of r.
+    """
+    factor = target.shape[-1] // coarse_rgb.shape[-1]
+    mask_small = F.avg_pool2d(mask, factor)  # (N, 1, r, r): area coverage of each ray's pixel footprint
+    head_small = F.avg_pool2d((target + 1) / 2 * mask, factor)  # (N, 3, r, r) premultiplied, like the render
+    return F.mse_loss(coarse_rgb, head_small), F.mse_loss(opacity, mask_small)
 
 
 def deformation_regulariser(displacement: Optional[torch.Tensor]) -> torch.Tensor:

@@ -59,6 +59,7 @@ from .losses import (
     lip_sync_loss,
     pixel_loss,
     r1_penalty,
+    raw_render_losses,
     sync_audio_windows,
     sync_logits,
     syncnet_loss,
@@ -303,9 +304,12 @@ class SyncNetTraining(TrainingRun):
 # ============================================================================================= generator stage
 @dataclass
 class RenderedWindow:
-    """Super-resolved target windows: ``frames`` (B, T, 3, 4p, 4p) in [-1, 1] and Δx at the samples (or None)."""
+    """Super-resolved target windows ``frames`` (B, T, 3, 4p, 4p) in [-1, 1]; the coarse render's RGB channels
+    ``coarse_rgb`` (B*T, 3, p, p) in [0, 1] and ``opacity`` (B*T, 1, p, p); Δx at the samples (or None)."""
 
     frames: torch.Tensor
+    coarse_rgb: torch.Tensor
+    opacity: torch.Tensor
     displacement: Optional[torch.Tensor]
 
 
@@ -355,7 +359,7 @@ def render_window(
     source_features = tuple(repeat(f) for f in components["super_resolution"].encode_source(crop))
     final = components["super_resolution"](coarse.features, coarse.opacity, repeat(crop), source_features)
     frames = final.image.reshape(b, t, *final.image.shape[1:])  # (B*T, 3, 4p, 4p) -> (B, T, 3, 4p, 4p)
-    return RenderedWindow(frames=frames, displacement=coarse.displacement)
+    return RenderedWindow(frames=frames, coarse_rgb=coarse.features[:, :3], opacity=coarse.opacity, displacement=coarse.displacement)
 
 
 def _architecture_of(model) -> str:
@@ -466,6 +470,9 @@ class GeneratorTraining(TrainingRun):
             terms = {"pixel": pixel_loss(fake, real), "deformation": deformation_regulariser(rendered.displacement).to(self.device)}
             if w.perceptual > 0:
                 terms["perceptual"] = self.perceptual(fake, real)
+            if batch.masks is not None and (w.raw_render > 0 or w.silhouette > 0):
+                masks = batch.masks.to(self.device)[..., pixels[0], pixels[1]].flatten(0, 1)  # (B*T, 1, 4p, 4p)
+                terms["raw_render"], terms["silhouette"] = raw_render_losses(rendered.coarse_rgb.float(), rendered.opacity.float(), real, masks)
             if self.use_adversarial:
                 self.discriminator.requires_grad_(False)
                 terms["adversarial"] = generator_adversarial_loss(self.discriminator(fake).float())

@@ -126,3 +126,17 @@ def test_init_from_continues_from_a_pipeline_folder(tiny_corpus, tmp_path):
     build_pipeline("tiny", renderer={"hidden_dim": 8}).save_pretrained(tmp_path / "other")
     code = main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(tmp_path / "refused"), "--max-steps", "0", "--init-from", str(tmp_path / "other")])
     assert code == 2
+
+
+def test_clips_with_head_masks_supervise_the_coarse_render(tmp_path):
+    """With head masks the coarse render's RGB and opacity are trained towards the head (L_raw, L_sil)."""
+    from s3d_pipeline.training.trainer import GeneratorTraining
+
+    corpus = make_corpus(tmp_path / "masked", identities=2, clips_per_identity=2, masks=True)
+    config = replace(get_config("tiny-no_lip_sync"), eval_every=0, sample_every=0, checkpoint_every=0)
+    run = GeneratorTraining(config, corpus, tmp_path / "run", max_steps=30)
+    run.train()
+    log = read_log(tmp_path / "run" / "generator" / "log.csv")
+    for term in ("silhouette", "raw_render"):
+        values = [row[term] for row in log]
+        assert np.mean(values[-5:]) < 0.6 * np.mean(values[:5]), term

@@ -14,9 +14,11 @@ from s3d_pipeline.training import checkpointing
 from s3d_pipeline.training.config import TrainConfig, config_names, get_config
 from s3d_pipeline.training.data import Corpus, Sampler, SyncPairBank
 from s3d_pipeline.training.discriminator import ImageDiscriminator
-from s3d_pipeline.training.losses import r1_penalty, sync_audio_windows, sync_logits
+from s3d_pipeline.training.losses import r1_penalty, raw_render_losses, sync_audio_windows, sync_logits
 from s3d_pipeline.training.perceptual import build_perceptual_loss
 from s3d_pipeline.training.trainer import choose_window, render_window
+
+from tiny_talking_corpus import make_corpus
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -144,6 +146,23 @@ def test_window_render_trains_every_generator_component(tiny_components):
 
 
 # ----------------------------------------------------------------------------------------------- losses
+def test_raw_render_losses_vanish_for_the_premultiplied_head_and_need_masks(tmp_path, tiny_corpus):
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    head = torch.nn.functional.avg_pool2d((target + 1) / 2 * mask, 4)  # what a perfect render shows
+    coverage = torch.nn.functional.avg_pool2d(mask, 4)
+    raw, silhouette = raw_render_losses(head, coverage, target, mask)
+    assert float(raw) < 1e-12 and float(silhouette) < 1e-12
+    raw, silhouette = raw_render_losses(head + 0.1, torch.zeros_like(coverage), target, mask)
+    assert abs(float(raw) - 0.01) < 1e-6 and abs(float(silhouette) - float(coverage.square().mean())) < 1e-6
+    # The sampler hands masks over only when the clips have them.
+    masked = make_corpus(tmp_path / "masked", identities=2, clips_per_identity=1, masks=True)
+    batch = Sampler(Corpus.from_folder(masked).train, 64, 5, seed=0).generator_batch(2)
+    assert batch.masks.shape == (2, 5, 1, 64, 64) and 0 < float(batch.masks.mean()) < 1
+    assert Sampler(Corpus.from_folder(tiny_corpus).train, 64, 5, seed=0).generator_batch(2).masks is None
+
+
 def test_discriminator_r1_and_perceptual():
     disc = ImageDiscriminator(32, channel_base=256, max_channels=32)
     real = torch.rand(4, 3, 32, 32, requires_grad=True)

@@ -127,3 +127,16 @@ def test_lip_sync_scores_candidate_audio_windows_like_single_pairs():
     assert table.shape == (2, 3)
     torch.testing.assert_close(table, pairs)
     assert not torch.allclose(table[:, 0], table[:, 1])  # the candidates really differ
+
+
+def test_super_resolution_compositing_stays_finite_under_bf16_autocast():
+    """An opaque render under bf16 autocast (as training runs) must not give the mask an infinite logit."""
+    from s3d_pipeline.models import SuperResolution
+
+    opacity = torch.ones(1, 1, 4, 4, requires_grad=True)
+    features = torch.rand(1, 8, 4, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = SuperResolution.compose(torch.zeros(1, 4, 16, 16, dtype=torch.bfloat16), features.bfloat16(), opacity.bfloat16(), torch.zeros(1, 3, 16, 16))
+    assert out.image.dtype == torch.float32
+    out.image.sum().backward()
+    assert torch.isfinite(opacity.grad).all() and torch.isfinite(features.grad).all()

@@ -81,13 +81,18 @@ class SuperResolution(ModelMixin, ConfigMixin):
 
     @staticmethod
     def compose(out: torch.Tensor, features: torch.Tensor, opacity: torch.Tensor, source: torch.Tensor) -> SuperResolutionOutput:
-        """The output convolution's (N, 4, H, W) residual and mask logit + the coarse render -> the frame over the source."""
-        expand = lambda t: t.expand(out.shape[0], -1, -1, -1) if t.shape[0] == 1 else t  # noqa: E731
-        residual, mask_logit = out.split([3, 1], dim=1)
-        size = source.shape[-2:]
-        coarse_rgb = F.interpolate(features[:, :3] * 2 - 1, size=size, mode="bilinear", align_corners=False)
-        coarse_alpha = F.interpolate(opacity, size=size, mode="bilinear", align_corners=False)
-        # The mask starts as the render's opacity and learns to cover the source head wherever the pose moved it.
-        mask = torch.sigmoid(torch.logit(coarse_alpha.clamp(1e-4, 1 - 1e-4)) + mask_logit)
-        image = mask * (coarse_rgb + residual) + (1 - mask) * expand(source)
+        """The output convolution's (N, 4, H, W) residual and mask logit + the coarse render -> the frame over the source.
+
+        Always in float32, also under bf16 autocast: in bf16 the opacity's clamp to 1 - 1e-4 rounds to 1, whose
+        logit is infinite (training saw NaN gradients from it)."""
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            out, features, opacity, source = out.float(), features.float(), opacity.float(), source.float()
+            expand = lambda t: t.expand(out.shape[0], -1, -1, -1) if t.shape[0] == 1 else t  # noqa: E731
+            residual, mask_logit = out.split([3, 1], dim=1)
+            size = source.shape[-2:]
+            coarse_rgb = F.interpolate(features[:, :3] * 2 - 1, size=size, mode="bilinear", align_corners=False)
+            coarse_alpha = F.interpolate(opacity, size=size, mode="bilinear", align_corners=False)
+            # The mask starts as the render's opacity and learns to cover the source head wherever the pose moved it.
+            mask = torch.sigmoid(torch.logit(coarse_alpha.clamp(1e-4, 1 - 1e-4)) + mask_logit)
+            image = mask * (coarse_rgb + residual) + (1 - mask) * expand(source)
         return SuperResolutionOutput(image=image, mask=mask)

@@ -26,6 +26,8 @@ def composite(densities: torch.Tensor, features: torch.Tensor, depths: torch.Ten
         features: (B, N, S, C).
         depths: (B, N, S, 1) sorted depths.
     """
+    # The quadrature runs in float32 also under bf16 autocast: products of transmittances need the precision.
+    densities, features, depths = densities.float(), features.float(), depths.float()
     deltas = depths[:, :, 1:] - depths[:, :, :-1]  # (B, N, S-1, 1)
     sigma = 0.5 * (densities[:, :, 1:] + densities[:, :, :-1])
     feats = 0.5 * (features[:, :, 1:] + features[:, :, :-1])

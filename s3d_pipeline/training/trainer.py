@@ -92,6 +92,7 @@ class TrainingRun:
         self.checkpoints = self.folder / "checkpoints"
         self.max_steps = max_steps
         self.step = 0
+        self.skipped_updates = 0  # optimiser steps skipped for non-finite gradients
         self.corpus = Corpus.from_folder(data, config.holdout_identities, min_frames=config.target_frames)
         self.resolution = config.ray_resolution * SR_SCALE
         self.sampler = Sampler(self.corpus.train, self.resolution, config.target_frames, seed=config.seed + 1000 * self.rank)
@@ -118,6 +119,20 @@ class TrainingRun:
         for p in parameters:
             p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer, parameters: List[torch.nn.Parameter]) -> bool:
+        """Average the gradients over processes, then take the optimiser step unless one of them is not finite.
+
+        A skipped step leaves the weights untouched (a single NaN would otherwise spread to every weight for the
+        rest of the run). Every process sees the same averaged gradients, so all of them skip together and the
+        replicas stay identical."""
+        self.average_gradients(parameters)
+        if all(torch.isfinite(p.grad).all() for p in parameters if p.grad is not None):
+            optimizer.step()
+            return True
+        self.skipped_updates += 1
+        logger.warning("%s step %d: non-finite gradients, update skipped (%d so far)", self.stage, self.step + 1, self.skipped_updates)
+        return False
 
     def mean_over_processes(self, values: Dict[str, float]) -> Dict[str, float]:
         if self.accelerator.num_processes == 1:
@@ -211,7 +226,7 @@ class TrainingRun:
     def write_final_state(self, extra: Optional[dict] = None) -> dict:
         """Gather the step count and parameter digest of every process into ``final_state.json``."""
         per_process = gather_object([{"rank": self.rank, "step": self.step, "digest": self.parameter_digest()}])
-        state = {"step": self.step, "processes": sorted(per_process, key=lambda p: p["rank"]), **(extra or {})}
+        state = {"step": self.step, "skipped_updates": self.skipped_updates, "processes": sorted(per_process, key=lambda p: p["rank"]), **(extra or {})}
         if self.accelerator.is_main_process:
             (self.folder / "final_state.json").write_text(json.dumps(state, indent=2))
         return state
@@ -282,8 +297,7 @@ class SyncNetTraining(TrainingRun):
         loss = syncnet_loss(logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.average_gradients(list(self.lip_sync.parameters()))
-        self.optimizer.step()
+        self.step_optimizer(self.optimizer, list(self.lip_sync.parameters()))
         accuracy = (logits.argmax(dim=1) == 0).float().mean()  # aligned audio ranked first
         return {"loss": loss.item(), "accuracy": accuracy.item()}
 
@@ -484,8 +498,7 @@ class GeneratorTraining(TrainingRun):
         loss = sum(getattr(w, name) * value for name, value in terms.items())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.average_gradients(self.generator_parameters)
-        self.optimizer.step()
+        self.step_optimizer(self.optimizer, self.generator_parameters)
         values = {"loss": loss.item(), **{name: value.item() for name, value in terms.items()}}
 
         # Image discriminator: logistic loss, lazy R1 every r1_interval steps.
@@ -500,8 +513,7 @@ class GeneratorTraining(TrainingRun):
                     values["r1"] = penalty.item()
             self.discriminator_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
-            self.average_gradients(list(self.discriminator.parameters()))
-            self.discriminator_optimizer.step()
+            self.step_optimizer(self.discriminator_optimizer, list(self.discriminator.parameters()))
             values["discriminator"] = d_loss.item()
         return values
 

@@ -140,3 +140,20 @@ def test_clips_with_head_masks_supervise_the_coarse_render(tmp_path):
     for term in ("silhouette", "raw_render"):
         values = [row[term] for row in log]
         assert np.mean(values[-5:]) < 0.6 * np.mean(values[:5]), term
+
+
+def test_a_step_with_non_finite_gradients_leaves_the_weights_untouched(tiny_corpus, tmp_path, monkeypatch):
+    from s3d_pipeline.training import trainer as trainer_module
+    from s3d_pipeline.training.trainer import GeneratorTraining
+
+    config = replace(get_config("tiny-no_lip_sync"), eval_every=0, sample_every=0, checkpoint_every=0)
+    run = GeneratorTraining(config, tiny_corpus, tmp_path / "run", max_steps=1)
+    before = {k: v.clone() for k, v in run.components["renderer"].state_dict().items()}
+    monkeypatch.setattr(trainer_module, "pixel_loss", lambda fake, real: (fake - real).square().mean() * float("nan"))
+    run.train_step()
+    assert run.skipped_updates == 1
+    assert all(torch.equal(v, before[k]) for k, v in run.components["renderer"].state_dict().items())
+    monkeypatch.undo()
+    run.train_step()
+    assert run.skipped_updates == 1
+    assert any(not torch.equal(v, before[k]) for k, v in run.components["renderer"].state_dict().items())

@@ -67,3 +67,22 @@ def test_generate_without_a_face_fails_and_writes_nothing(tmp_path, tiny_checkpo
     assert code != 0
     assert "no face" in capsys.readouterr().err.lower()
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "wall.png"]
+
+
+def test_generate_renders_with_the_fast_engine_unless_asked_for_the_reference(tmp_path, tiny_checkpoint, short_speech, monkeypatch):
+    from s3d_pipeline import S3DNeRFPipeline
+
+    engines = []
+    original = S3DNeRFPipeline.render_frames
+
+    def spy(self, *args, fast=False, **kwargs):
+        engines.append(fast)
+        return original(self, *args, fast=fast, **kwargs)
+
+    monkeypatch.setattr(S3DNeRFPipeline, "render_frames", spy)
+    args = ["generate", "--audio", str(short_speech), "--checkpoint", str(tiny_checkpoint), "--crop"]
+    assert main([*args, "--out", str(tmp_path / "fast.mp4")]) == 0
+    assert engines and all(engines)
+    engines.clear()
+    assert main([*args, "--out", str(tmp_path / "reference.mp4"), "--reference", "--seed", "3"]) == 0
+    assert engines and not any(engines)

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pitch", type=float, default=0.0, help="head pitch offset, degrees (±20)")
     parser.add_argument("--roll", type=float, default=0.0, help="head roll offset, degrees (±15)")
     parser.add_argument("--fps", type=float, default=25.0, help="video frame rate")
-    parser.add_argument("--seed", type=int, default=None, help="jitter ray samples reproducibly with this seed")
+    parser.add_argument("--reference", action="store_true", help="render with the reference path (EG3D-like 24 + 24 samples, about 10x slower) instead of the fast engine")
+    parser.add_argument("--seed", type=int, default=None, help="with --reference: jitter its ray samples reproducibly with this seed (the fast engine is deterministic)")
     parser.add_argument("--aligned", action="store_true", help="the image is already a face crop in the model's framing")
     parser.add_argument("--crop", action="store_true", help="write the aligned face video instead of the whole photo with the head pasted back")
     parser.add_argument("--batch-size", type=int, default=8, help="frames rendered together")
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             crop=True if args.crop else None,
             batch_size=args.batch_size,
             generator=generator,
+            fast=not args.reference,
         )
     except S3DNeRFError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -381,14 +381,9 @@ def _architecture_of(model) -> str:
     return json.dumps({k: v for k, v in model.config.items() if not k.startswith("_")}, sort_keys=True)
 
 
-def find_syncnet(out: Path) -> Optional[Path]:
-    path = Path(out) / "syncnet" / "lip_sync"
-    return path if (path / "config.json").is_file() else None
-
-
-def find_pipeline_lip_sync(pipeline: Path) -> Optional[Path]:
-    """The lip-sync discriminator saved inside a pipeline folder, if it has one."""
-    path = Path(pipeline) / "lip_sync"
+def find_lip_sync(folder: Path) -> Optional[Path]:
+    """``folder/lip_sync`` if a lip-sync discriminator is saved there: a pipeline folder, or a run's ``syncnet``."""
+    path = Path(folder) / "lip_sync"
     return path if (path / "config.json").is_file() else None
 
 
@@ -424,7 +419,7 @@ class GeneratorTraining(TrainingRun):
         components = build_components(config.components(), seed=config.seed)  # identical on every process
         if init_from is not None:
             warm_start(components, config, Path(init_from))
-        syncnet = syncnet or find_syncnet(self.out) or (find_pipeline_lip_sync(init_from) if init_from else None)
+        syncnet = syncnet or find_lip_sync(self.out / "syncnet") or (find_lip_sync(init_from) if init_from else None)
         if syncnet is not None:
             components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)
             if _architecture_of(components["lip_sync"]) != _architecture_of(LipSyncDiscriminator(**config.components()["lip_sync"])):
@@ -596,7 +591,7 @@ def export_from_checkpoint(config: TrainConfig, out: Path, syncnet: Optional[Pat
         raise FileNotFoundError(f"no generator checkpoint under {Path(out) / 'generator' / 'checkpoints'}")
     components = build_components(config.components(), seed=config.seed)
     checkpointing.load_checkpoint(latest, {name: components[name] for name in GENERATOR_COMPONENTS}, {}, rank=0)
-    syncnet = syncnet or find_syncnet(out)
+    syncnet = syncnet or find_lip_sync(Path(out) / "syncnet")
     if syncnet is not None:
         components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)
     path = Path(out) / "pipeline"

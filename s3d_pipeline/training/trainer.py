@@ -42,7 +42,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from ..configs import build_components
+from ..configs import COMPONENTS, build_components
 from ..data.framing import MOUTH_CENTER
 from ..models import LipSyncDiscriminator
 from ..models.deformation_field import IdentitySlots
@@ -393,9 +393,8 @@ def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipe
     architecture must be the config's."""
     if not (pipeline / "model_index.json").is_file():
         raise FileNotFoundError(f"--init-from {pipeline} is not a pipeline folder (it has no model_index.json)")
-    pretrained = S3DNeRFPipeline.from_pretrained(pipeline)
     for name in GENERATOR_COMPONENTS:
-        loaded = getattr(pretrained, name)
+        loaded = COMPONENTS[name].from_pretrained(pipeline / name, use_safetensors=True)
         if _architecture_of(loaded) != _architecture_of(components[name]):
             raise ValueError(f"--init-from {pipeline}: its {name} is not the {config.architecture!r} architecture of this config")
         components[name].load_state_dict(loaded.state_dict())
@@ -481,7 +480,7 @@ class GeneratorTraining(TrainingRun):
                 terms["perceptual"] = self.perceptual(fake, real)
             if batch.masks is not None and (w.raw_render > 0 or w.silhouette > 0):
                 masks = batch.masks.to(self.device)[..., pixels[0], pixels[1]].flatten(0, 1)  # (B*T, 1, 4p, 4p)
-                terms["raw_render"], terms["silhouette"] = raw_render_losses(rendered.coarse_rgb.float(), rendered.opacity.float(), real, masks)
+                terms["raw_render"], terms["silhouette"] = raw_render_losses(rendered.coarse_rgb, rendered.opacity, real, masks)
             if self.use_adversarial:
                 self.discriminator.requires_grad_(False)
                 terms["adversarial"] = generator_adversarial_loss(self.discriminator(fake).float())

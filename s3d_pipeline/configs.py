@@ -30,32 +30,36 @@ COMPONENTS = {
     "lip_sync": LipSyncDiscriminator,
 }
 
+# Where the super-resolution does not see the source (x0, y0, x1, y1 of the aligned frame): the mouth with a margin,
+# over the synthetic corpus's poses and openings (its mouth landmarks span x 0.33-0.65, y 0.59-0.81).
+HIDDEN_MOUTH_BOX = (0.28, 0.55, 0.72, 0.86)
+
 ARCHITECTURES: Dict[str, Dict[str, dict]] = {
     # 256x256 frames from 64x64 rays (x4 super-resolution), 24 coarse + 24 importance samples.
     "demo": {
         "appearance_encoder": dict(block_channels=(32, 64, 96, 128), plane_channels=32, token_grid=16),
-        "audio_encoder": dict(frontend="mel", window=16, channels=128, feature_dim=128, num_tokens=4),
+        "audio_encoder": dict(frontend="mel", window=16, channels=128, feature_dim=128, num_tokens=4, normalize=True),
         "deformation_field": dict(mode="cross_attention", visual_dim=96, plane_channels=32, audio_dim=128, slot_dim=96, num_slots=6, unet_resolution=32, triplane_extent=0.35),
         "renderer": dict(plane_channels=32, feature_dim=32, ray_resolution=64, num_coarse=24, num_importance=24, triplane_extent=0.35),
-        "super_resolution": dict(feature_dim=32),
+        "super_resolution": dict(feature_dim=32, hidden_source_box=HIDDEN_MOUTH_BOX),
         "lip_sync": dict(),
     },
     # 512x512 frames from 128x128 rays, wider planes, EG3D-like 48 + 48 samples.
     "paper": {
         "appearance_encoder": dict(block_channels=(64, 128, 192, 256), plane_channels=48, token_grid=16),
-        "audio_encoder": dict(frontend="mel", window=16, channels=256, feature_dim=256, num_tokens=4),
+        "audio_encoder": dict(frontend="mel", window=16, channels=256, feature_dim=256, num_tokens=4, normalize=True),
         "deformation_field": dict(mode="cross_attention", visual_dim=144, plane_channels=48, audio_dim=256, slot_dim=128, num_slots=8, unet_resolution=64, unet_channels=(64, 128, 192), deform_channels=32, hidden_dim=128, triplane_extent=0.35),
         "renderer": dict(plane_channels=48, feature_dim=32, hidden_dim=128, ray_resolution=128, num_coarse=48, num_importance=48, triplane_extent=0.35),
-        "super_resolution": dict(feature_dim=32, channels=(128, 64, 32), source_channels=(16, 32, 64)),
+        "super_resolution": dict(feature_dim=32, channels=(128, 64, 32), source_channels=(16, 32, 64), hidden_source_box=HIDDEN_MOUTH_BOX),
         "lip_sync": dict(),
     },
     # 64x64 frames from 16x16 rays: for tests.
     "tiny": {
         "appearance_encoder": dict(block_channels=(8, 8, 16, 16), plane_channels=8, token_grid=4),
-        "audio_encoder": dict(frontend="mel", window=16, channels=16, feature_dim=16, num_tokens=2),
+        "audio_encoder": dict(frontend="mel", window=16, channels=16, feature_dim=16, num_tokens=2, normalize=True),
         "deformation_field": dict(mode="cross_attention", visual_dim=24, plane_channels=8, audio_dim=16, slot_dim=16, num_slots=3, num_heads=2, unet_resolution=8, unet_channels=(8, 8, 8), deform_channels=4, hidden_dim=16, position_frequencies=2, triplane_extent=0.35),
         "renderer": dict(plane_channels=8, feature_dim=8, hidden_dim=16, ray_resolution=16, num_coarse=8, num_importance=8, triplane_extent=0.35),
-        "super_resolution": dict(feature_dim=8, channels=(16, 8, 8), source_channels=(4, 8, 8)),
+        "super_resolution": dict(feature_dim=8, channels=(16, 8, 8), source_channels=(4, 8, 8), hidden_source_box=HIDDEN_MOUTH_BOX),
         "lip_sync": dict(crop_size=(16, 32), channels=(8, 16, 16, 32, 32), embed_dim=32),
     },
 }

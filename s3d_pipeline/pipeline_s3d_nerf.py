@@ -52,7 +52,7 @@ class Identity:
 
     Attributes:
         portrait: the prepared (aligned) portrait and how to paste results back.
-        source: (1, 3, R, R) aligned source in [-1, 1].
+        source: (1, 3, R, R) aligned source in [-1, 1] as the super-resolution sees it (``SuperResolution.hide_mouth``).
         triplanes: multi-scale tri-plane, per scale (1, 3, C, H, W).
         slots: F_agg and its assignment over the face (None for deformation modes without slots).
         source_features: the super-resolution's source features.
@@ -177,12 +177,13 @@ class S3DNeRFPipeline(DiffusionPipeline):
         source = torch.from_numpy(portrait.aligned).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, R, R)
         source = source.to(self.device)
         encoded = self.appearance_encoder(source)
+        shown = self.super_resolution.hide_mouth(source)  # what the super-resolution may copy
         identity = Identity(
             portrait=portrait,
-            source=source,
+            source=shown,
             triplanes=encoded.triplanes,
             slots=self.deformation_field.encode_identity(encoded.visual_tokens),
-            source_features=self.super_resolution.encode_source(source),
+            source_features=self.super_resolution.encode_source(shown),
         )
         if fast:
             identity.fast = self.fast_renderer.prepare(identity.triplanes, identity.source_features)

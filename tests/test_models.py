@@ -31,6 +31,18 @@ def test_audio_encoder_depends_on_its_window(parts):
     assert not torch.allclose(a1.pooled, a2.pooled)
 
 
+def test_audio_features_do_not_depend_on_loudness(parts):
+    """Standardised over the utterance, the speech features are the same at half the volume (log-mel shifts by a
+    constant), while other speech gives other features."""
+    encoder = parts["audio_encoder"]
+    generator = torch.Generator().manual_seed(0)
+    speech = torch.randn(16000, generator=generator) * torch.linspace(0, 1, 16000).sin().abs()
+    loud, quiet = encoder.frame_windows(speech, 25, 25.0), encoder.frame_windows(0.5 * speech, 25, 25.0)
+    assert torch.allclose(loud, quiet, atol=1e-3)
+    other = encoder.frame_windows(torch.randn(16000, generator=generator), 25, 25.0)
+    assert (loud - other).abs().mean() > 0.1
+
+
 @pytest.mark.parametrize("mode", ["cross_attention", "concat", "naive", "none"])
 @torch.no_grad()
 def test_every_deformation_variant_runs_and_bounds_displacement(parts, mode):
@@ -85,6 +97,22 @@ def test_super_resolution_keeps_the_source_where_nothing_is_rendered(parts):
     assert out.image.shape == (2, 3, 64, 64)
     # Untrained, the mask equals the render's opacity: zero opacity shows the source untouched.
     assert torch.allclose(out.image, source.expand(2, -1, -1, -1), atol=1e-3)
+
+
+@torch.no_grad()
+def test_super_resolution_cannot_copy_the_source_mouth(parts):
+    """Inside the hidden box the frame does not depend on the source's pixels; outside it, it does."""
+    sr = parts["super_resolution"]
+    x0, y0, x1, y1 = (round(v * 64) for v in sr.config.hidden_source_box)
+    source = torch.rand(1, 3, 64, 64) * 2 - 1
+    other_mouth = source.clone()
+    other_mouth[..., y0:y1, x0:x1] = torch.rand(1, 3, y1 - y0, x1 - x0)
+    features, opacity = torch.rand(1, 8, 16, 16), torch.rand(1, 1, 16, 16)
+    frame = lambda s: sr(features, opacity, sr.hide_mouth(s)).image  # noqa: E731
+    assert torch.equal(frame(source), frame(other_mouth))
+    other_forehead = source.clone()
+    other_forehead[..., :8, :] = -source[..., :8, :]
+    assert not torch.allclose(frame(source)[..., :8, :], frame(other_forehead)[..., :8, :])
 
 
 class _LoudnessSync(LipSyncDiscriminator):

@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage in --out")
     parser.add_argument("--syncnet", type=Path, default=None, help="pretrained lip-sync discriminator folder (default: <out>/syncnet/lip_sync)")
     parser.add_argument("--init-from", type=Path, default=None, help="generator stage: start from the weights of a pipeline folder (e.g. checkpoints/s3d-nerf-demo) with fresh optimisers; its lip_sync is used when --out has none")
+    parser.add_argument("--reinit", nargs="+", default=(), metavar="COMPONENT", help="with --init-from: generator components that start from random weights instead (e.g. audio_encoder)")
     parser.add_argument("--export-pipeline", action="store_true", help="only write <out>/pipeline from the newest generator checkpoint, then exit")
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         run_ = SyncNetTraining(config, args.data, args.out, args.max_steps)
     else:
         try:
-            run_ = GeneratorTraining(config, args.data, args.out, args.max_steps, args.syncnet, args.init_from)
+            run_ = GeneratorTraining(config, args.data, args.out, args.max_steps, args.syncnet, args.init_from, args.reinit)
         except (ValueError, FileNotFoundError) as error:
             print(f"error: {error}")
             return 2

@@ -41,6 +41,10 @@ class AudioEncoder(ModelMixin, ConfigMixin):
         channels: width of the 1D convolutions.
         feature_dim: D, the size of a_dri.
         num_tokens: T, length of the token sequence (the window is pooled to it).
+        normalize: standardise the front end's features over the whole utterance (ours): raw log-mel sits around
+            -7 with a spread of about 2.6, so without it a constant offset dominates the first convolution's output
+            and the frame-to-frame variation that carries the speech is a small part of a_dri. Per utterance, not
+            per window, so silence stays quieter than speech; the spread is floored at 1 so silence is not amplified.
     """
 
     @register_to_config
@@ -53,6 +57,7 @@ class AudioEncoder(ModelMixin, ConfigMixin):
         num_tokens: int = 4,
         frontend_pretrained: Optional[str] = None,
         frontend_config: Optional[dict] = None,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if frontend == "mel":
@@ -91,10 +96,13 @@ class AudioEncoder(ModelMixin, ConfigMixin):
     def speech_features(self, waveform: torch.Tensor) -> torch.Tensor:
         """(S,) 16 kHz waveform -> (F, T) front-end features at :attr:`feature_rate`."""
         if self.config.frontend == "mel":
-            return self.mel(waveform)
-        normalised = (waveform - waveform.mean()) / (waveform.std() + 1e-7)
-        hidden = self.ssl(normalised[None]).last_hidden_state  # (1, T, F)
-        return hidden[0].transpose(0, 1)
+            features = self.mel(waveform)
+        else:
+            normalised = (waveform - waveform.mean()) / (waveform.std() + 1e-7)
+            features = self.ssl(normalised[None]).last_hidden_state[0].transpose(0, 1)  # (1, T, F) -> (F, T)
+        if self.config.normalize:
+            features = (features - features.mean()) / features.std().clamp_min(1.0)
+        return features
 
     def frame_windows(self, waveform: torch.Tensor, num_frames: int, fps: float) -> torch.Tensor:
         """(S,) waveform -> (N, F, window) feature windows, one per video frame."""

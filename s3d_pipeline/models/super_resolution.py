@@ -1,5 +1,11 @@
 """Super-resolution: coarse feature render -> final frame, with detail, outer face and background taken from the
-source image (ours: source features at every scale, and a predicted mask compositing onto the source)."""
+source image (ours: source features at every scale, and a predicted mask compositing onto the source).
+
+The source's mouth is hidden from the super-resolution (ours, as Wav2Lip masks the lower half of its reference):
+given the source's own mouth, the network learns to copy it through its mask, which is the lowest-loss answer
+while the render is still blurry, and then no gradient reaches the deformation field and the speech is ignored
+(seen in training: the audio features collapsed to a constant). With the mouth hidden, the mouth can only come
+from the render, whose only way to match the target's mouth is the speech-driven displacement."""
 
 from __future__ import annotations
 
@@ -34,6 +40,9 @@ class SuperResolution(ModelMixin, ConfigMixin):
         feature_dim: F of the coarse render (first three channels RGB).
         channels: widths at the coarse, x2 and x4 resolutions.
         source_channels: widths of the source-image encoder at x4, x2 and coarse resolution.
+        hidden_source_box: (x0, y0, x1, y1) in [0, 1] of the aligned frame: where the source is hidden (set to
+            mid-grey) before the super-resolution sees it, a box around the mouth over the poses it is trained on
+            (see the module docstring); None shows the whole source.
     """
 
     @register_to_config
@@ -42,6 +51,7 @@ class SuperResolution(ModelMixin, ConfigMixin):
         feature_dim: int = 32,
         channels: Tuple[int, int, int] = (96, 48, 24),
         source_channels: Tuple[int, int, int] = (16, 32, 48),
+        hidden_source_box: Optional[Tuple[float, float, float, float]] = None,
     ) -> None:
         super().__init__()
         s0, s1, s2 = source_channels
@@ -54,8 +64,21 @@ class SuperResolution(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def hide_mouth(self, source: torch.Tensor) -> torch.Tensor:
+        """The aligned source (B, 3, H, W) in [-1, 1] as the super-resolution sees it: ``hidden_source_box`` set to 0.
+        Apply it to the whole frame, before any crop."""
+        box = self.config.hidden_source_box
+        if box is None:
+            return source
+        height, width = source.shape[-2:]
+        x0, y0, x1, y1 = round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)
+        hidden = source.clone()
+        hidden[..., y0:y1, x0:x1] = 0.0
+        return hidden
+
     def encode_source(self, source: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """source (B, 3, H, W) in [-1, 1] -> its features at x4, x2 and coarse resolution (computed once per identity)."""
+        """source (B, 3, H, W) in [-1, 1], as :meth:`hide_mouth` gives it -> its features at x4, x2 and coarse
+        resolution (computed once per identity)."""
         feats = []
         x = source
         for block in self.source_encoder:

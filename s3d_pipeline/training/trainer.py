@@ -33,7 +33,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import PIL.Image
@@ -369,7 +369,7 @@ def render_window(
     if deformation_field.config.mode != "none":
         displacement = lambda points: deformation_field.displacement(field, points)  # noqa: E731
     coarse = components["renderer"](triplanes, cameras.flatten(0, 1), displacement, generator=generator, ray_window=window)
-    crop = source[:, :, SR_SCALE * top : SR_SCALE * (top + size), SR_SCALE * left : SR_SCALE * (left + size)]  # (B, 3, 4p, 4p)
+    crop = components["super_resolution"].hide_mouth(source)[:, :, SR_SCALE * top : SR_SCALE * (top + size), SR_SCALE * left : SR_SCALE * (left + size)]  # (B, 3, 4p, 4p)
     source_features = tuple(repeat(f) for f in components["super_resolution"].encode_source(crop))
     final = components["super_resolution"](coarse.features, coarse.opacity, repeat(crop), source_features)
     frames = final.image.reshape(b, t, *final.image.shape[1:])  # (B*T, 3, 4p, 4p) -> (B, T, 3, 4p, 4p)
@@ -387,17 +387,26 @@ def find_lip_sync(folder: Path) -> Optional[Path]:
     return path if (path / "config.json").is_file() else None
 
 
-def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipeline: Path) -> None:
+def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipeline: Path, reinit: Sequence[str] = ()) -> None:
     """Load the generator components' weights from a pipeline folder (e.g. the shipped checkpoint) into
-    ``components``, so training continues from earlier weights with fresh optimisers. The folder's
-    architecture must be the config's."""
+    ``components``, so training continues from earlier weights with fresh optimisers.
+
+    The weights must fit the config's architecture (the same parameters, of the same shapes); settings that hold
+    no weights (e.g. the audio encoder's feature normalisation, the super-resolution's hidden source box) are the
+    config's, so a run can change them and keep what was learnt. Components named in ``reinit`` keep their seeded
+    random weights (e.g. an audio encoder whose output collapsed to a constant, which gradient descent does not
+    easily revive)."""
     if not (pipeline / "model_index.json").is_file():
         raise FileNotFoundError(f"--init-from {pipeline} is not a pipeline folder (it has no model_index.json)")
-    for name in GENERATOR_COMPONENTS:
-        loaded = COMPONENTS[name].from_pretrained(pipeline / name, use_safetensors=True)
-        if _architecture_of(loaded) != _architecture_of(components[name]):
-            raise ValueError(f"--init-from {pipeline}: its {name} is not the {config.architecture!r} architecture of this config")
-        components[name].load_state_dict(loaded.state_dict())
+    unknown = set(reinit) - set(GENERATOR_COMPONENTS)
+    if unknown:
+        raise ValueError(f"--reinit: {sorted(unknown)} are not generator components; choose from {list(GENERATOR_COMPONENTS)}")
+    for name in (n for n in GENERATOR_COMPONENTS if n not in reinit):
+        loaded = COMPONENTS[name].from_pretrained(pipeline / name, use_safetensors=True).state_dict()
+        expected = components[name].state_dict()
+        if loaded.keys() != expected.keys() or any(loaded[k].shape != v.shape for k, v in expected.items()):
+            raise ValueError(f"--init-from {pipeline}: its {name} weights do not fit the {config.architecture!r} architecture of this config")
+        components[name].load_state_dict(loaded)
 
 
 class GeneratorTraining(TrainingRun):
@@ -413,11 +422,14 @@ class GeneratorTraining(TrainingRun):
         max_steps: Optional[int] = None,
         syncnet: Optional[Path] = None,
         init_from: Optional[Path] = None,
+        reinit: Sequence[str] = (),
     ) -> None:
         super().__init__(config, data, out, max_steps if max_steps is not None else config.max_steps)
         components = build_components(config.components(), seed=config.seed)  # identical on every process
         if init_from is not None:
-            warm_start(components, config, Path(init_from))
+            warm_start(components, config, Path(init_from), reinit)
+        elif reinit:
+            raise ValueError("--reinit needs --init-from (without it every component starts from random weights)")
         syncnet = syncnet or find_lip_sync(self.out / "syncnet") or (find_lip_sync(init_from) if init_from else None)
         if syncnet is not None:
             components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)

@@ -16,7 +16,7 @@ import gradio as gr
 import spaces
 
 from s3d_pipeline.app import CONSENT_STATEMENT, AppConfig, ConsentRequiredError, GenerationRequest, TalkingHeadService
-from s3d_pipeline.app.config import FPS, FRAMINGS, MAX_SEED, MOTION_LABELS, MOUTH, POSE_SLIDERS
+from s3d_pipeline.app.config import FPS, FRAMINGS, MAX_SEED, MOTION_LABELS, MOUTH, POSE_SLIDERS, RENDERERS
 from s3d_pipeline.app.inputs import espeak_available
 from s3d_pipeline.app.widgets import PortraitImage, example_inputs, readable, slider, user_errors
 from s3d_pipeline.errors import S3DNeRFError
@@ -31,16 +31,16 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
     """The Gradio app around a loaded :class:`~s3d_pipeline.S3DNeRFPipeline`, with its queue configured."""
     service = TalkingHeadService(pipe, config)
 
-    def request(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed) -> GenerationRequest:
-        return GenerationRequest(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed)
+    def request(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer) -> GenerationRequest:
+        return GenerationRequest(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer)
 
     @spaces.GPU
-    def generate(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, progress=gr.Progress()):
+    def generate(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer, progress=gr.Progress()):
         """Make the talking-head video; returns the mp4, sync confidence and offset, their reading, sync over
         time, the attention heatmap, the depth preview and the mp4 again for download."""
         with user_errors("generate the video"):
             result = service.generate(
-                request(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed),
+                request(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer),
                 progress=lambda fraction, message: progress(fraction, desc=message),
             )
         for warning in result.warnings:
@@ -48,12 +48,12 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
         video = str(result.video)
         return video, result.confidence, result.offset, result.reading.text, result.sync_plot, result.attention, result.depth, video
 
-    def preview(image, audio, consent, yaw, pitch, roll, mouth_amplitude, fps, framing, seed):
+    def preview(image, audio, consent, yaw, pitch, roll, mouth_amplitude, fps, framing, seed, renderer):
         """One frame at the chosen pose, and a status line saying why there is none."""
         if not image:
             return None, "Add a portrait to see a preview."
         try:
-            frame = service.preview(request(image, audio, None, consent, yaw, pitch, roll, "still", mouth_amplitude, fps, framing, seed))
+            frame = service.preview(request(image, audio, None, consent, yaw, pitch, roll, "still", mouth_amplitude, fps, framing, seed, renderer))
         except ConsentRequiredError:
             return None, "Tick the consent box to see a preview."
         except S3DNeRFError as exc:
@@ -85,6 +85,7 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
                 with gr.Row():
                     framing = gr.Radio(list(FRAMINGS), value=FRAMINGS[0], label="Output", interactive=service.supports_framing)
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
+                renderer = gr.Radio([(label, name) for name, label in RENDERERS.items()], value="fast", label="Renderer")
             with gr.Column(scale=1):
                 preview_image = gr.Image(label="Preview (one frame)", interactive=False, height=280, elem_id="preview")
                 preview_status = gr.Markdown("Add a portrait to see a preview.", label="Preview status")
@@ -104,7 +105,7 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
                     attention = gr.Image(label="Cross-attention over the face", interactive=False, height=200)
                     depth = gr.Image(label="Depth, middle frame (near = bright)", interactive=False, height=200)
 
-        controls = [yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed]
+        controls = [yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer]
         run.click(
             generate,
             inputs=[image, audio, text, consent, *controls],
@@ -112,9 +113,9 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
             api_name="generate",
             concurrency_limit=config.concurrency_limit,
         )
-        preview_inputs = [image, audio, consent, yaw, pitch, roll, mouth_amplitude, fps, framing, seed]
+        preview_inputs = [image, audio, consent, yaw, pitch, roll, mouth_amplitude, fps, framing, seed, renderer]
         gr.on(
-            [image.change, audio.change, consent.change, framing.change, yaw.release, pitch.release, roll.release, mouth_amplitude.release],
+            [image.change, audio.change, consent.change, framing.change, renderer.change, yaw.release, pitch.release, roll.release, mouth_amplitude.release],
             preview,
             inputs=preview_inputs,
             outputs=[preview_image, preview_status],

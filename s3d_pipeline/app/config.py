@@ -49,6 +49,9 @@ MOTION_LABELS = {"still": "Still", "nod": "Gentle nod", "turn": "Turn", "orbit":
 
 FRAMINGS = ("full frame", "face crop")  # the pipeline's crop=False / crop=True
 MAX_SEED = 2**31 - 1
+# The pipeline's fast=True / fast=False. The fast engine renders the same weights about 10x quicker on a CPU
+# (docs/performance.md); the reference path is what training runs, and only it draws random samples (the seed).
+RENDERERS = {"fast": "Fast", "reference": "Reference (slower; uses the seed)"}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 from ..audio import SAMPLE_RATE, load_audio, num_video_frames
 from ..motion import MOTION_PRESETS, head_motion
 from ..video import VideoWriter
-from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, ROLL, YAW, AppConfig, InvalidControlError
+from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, RENDERERS, ROLL, YAW, AppConfig, InvalidControlError
 from .consent import require_consent
 from .inputs import load_portrait, load_speech
 from .sync_report import SyncReading, read_sync, reference_confidence, sync_over_time
@@ -51,6 +51,7 @@ class GenerationRequest:
     fps: float = FPS.default
     framing: str = FRAMINGS[0]
     seed: int = 0
+    renderer: str = "fast"
 
 
 @dataclass
@@ -131,10 +132,19 @@ class TalkingHeadService:
             raise InvalidControlError(f"Head motion must be one of {', '.join(MOTION_PRESETS)}, got {request.motion!r}")
         if request.framing not in FRAMINGS:
             raise InvalidControlError(f"Output must be one of {', '.join(FRAMINGS)}, got {request.framing!r}")
+        if request.renderer not in RENDERERS:
+            raise InvalidControlError(f"Renderer must be one of {', '.join(RENDERERS)}, got {request.renderer!r}")
         seed = request.seed if request.seed is not None else 0
         if not (float(seed).is_integer() and 0 <= seed <= MAX_SEED):
             raise InvalidControlError(f"Seed must be a whole number from 0 to {MAX_SEED}, got {request.seed!r}")
         request.seed = int(seed)
+
+    @staticmethod
+    def _renderer_kwargs(request: GenerationRequest) -> dict:
+        """The pipeline's engine: the fast one (deterministic), or the reference path with the seeded sample jitter."""
+        if request.renderer == "fast":
+            return {"fast": True}
+        return {"fast": False, "generator": torch.Generator().manual_seed(request.seed)}
 
     def _framing_kwargs(self, request: GenerationRequest, warnings: List[str]) -> dict:
         if self.supports_framing:
@@ -167,7 +177,7 @@ class TalkingHeadService:
             roll=request.roll,
             fps=request.fps,
             mouth_amplitude=request.mouth_amplitude,
-            generator=torch.Generator().manual_seed(request.seed),
+            **self._renderer_kwargs(request),
             compute_sync=False,
             **self._framing_kwargs(request, []),
         )
@@ -205,7 +215,7 @@ class TalkingHeadService:
             fps=request.fps,
             mouth_amplitude=request.mouth_amplitude,
             batch_size=self.config.batch_size,
-            generator=torch.Generator().manual_seed(request.seed),
+            **self._renderer_kwargs(request),
             callback_on_frame_end=on_frames,
             **motion.as_kwargs(),
             **self._framing_kwargs(request, warnings),

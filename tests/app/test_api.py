@@ -19,7 +19,7 @@ def test_named_endpoints_are_published(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/generate", "/preview"} <= set(endpoints)
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
-    assert names == ["image", "audio", "text", "consent", "yaw", "pitch", "roll", "motion", "mouth_amplitude", "fps", "framing", "seed"]
+    assert names == ["image", "audio", "text", "consent", "yaw", "pitch", "roll", "motion", "mouth_amplitude", "fps", "framing", "seed", "renderer"]
 
 
 def test_generate_returns_an_mp4_with_speech_and_a_numeric_score(client):

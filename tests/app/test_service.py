@@ -84,7 +84,7 @@ def test_nothing_is_generated_without_consent(service, short_speech, tiny_pipe, 
 
 @pytest.mark.parametrize(
     "controls,match",
-    [(dict(yaw=40), "Yaw"), (dict(fps=100), "Frames per second"), (dict(motion="spin"), "Head motion"), (dict(framing="wide"), "Output"), (dict(seed=-1), "Seed"), (dict(seed=1.5), "Seed")],
+    [(dict(yaw=40), "Yaw"), (dict(fps=100), "Frames per second"), (dict(motion="spin"), "Head motion"), (dict(framing="wide"), "Output"), (dict(seed=-1), "Seed"), (dict(seed=1.5), "Seed"), (dict(renderer="gpu"), "Renderer")],
 )
 def test_out_of_range_controls_are_refused_by_name(service, short_speech, controls, match):
     with pytest.raises(InvalidControlError, match=match):
@@ -128,3 +128,15 @@ def test_typed_text_is_spoken_when_no_speech_is_given(service):
     assert probe_media(result.video).audio == ["aac"]
     with pytest.raises(InvalidAudioError, match="at most"):
         service.generate(GenerationRequest(image=str(DEFAULT_IMAGE), text="x" * 1000, consent=True))
+
+
+def test_renderer_chooses_the_fast_engine_or_the_seeded_reference(service, short_speech, tiny_pipe, monkeypatch):
+    calls = []
+    engine = tiny_pipe.fast_renderer
+    render = engine.render_frames
+    monkeypatch.setattr(engine, "render_frames", lambda *args, **kwargs: calls.append(1) or render(*args, **kwargs))
+    fast = [service.preview(request(short_speech, framing="face crop", seed=seed)) for seed in (0, 1)]
+    assert calls and np.array_equal(fast[0], fast[1])  # the fast engine draws no random samples
+    calls.clear()
+    reference = [service.preview(request(short_speech, framing="face crop", renderer="reference", seed=seed)) for seed in (0, 1)]
+    assert not calls and not np.array_equal(reference[0], reference[1])

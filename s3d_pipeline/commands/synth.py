@@ -4,6 +4,7 @@ Example::
 
     s3d-nerf synth --out data/synth/train --identities 200 --split train --seed 0
     s3d-nerf synth --out data/synth/test --identities 20 --split test --seed 0
+    s3d-nerf synth --out data/synth/test_views --identities 8 --clips-per-identity 1 --split test --seed 1 --motion yaw-sweep
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fps", type=float, default=25.0, help="frames per second (default 25)")
     parser.add_argument("--workers", type=int, default=2, help="parallel render processes (default 2)")
+    parser.add_argument(
+        "--motion",
+        choices=("sway", "yaw-sweep"),  # data.synth.motion.MOTION_KINDS, not imported so that --help stays fast
+        default="sway",
+        help="head motion: slow random sway (default, training), or a yaw sweep to about +-25 deg from a "
+        "near-frontal frame 0 (novel-view evaluation)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         fps=args.fps,
         workers=args.workers,
+        motion=args.motion,
     )
     summary = render_corpus(config)
     print(

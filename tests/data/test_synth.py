@@ -1,16 +1,20 @@
-"""Synthetic corpus generator: clip validity, ground-truth consistency, determinism, splits and face-likeness."""
+"""Synthetic corpus generator: clip validity, ground-truth consistency, determinism, splits, head-motion kinds and
+face-likeness."""
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 import pytest
 import torch
 
 from s3d_pipeline.cli import build_parser
+from s3d_pipeline.commands import synth
 from s3d_pipeline.data.clip import AUDIO_SAMPLE_RATE, list_clips, read_clip
 from s3d_pipeline.data.framing import EYE_CENTER, MOUTH_CENTER
 from s3d_pipeline.data.synth import CorpusConfig, FaceState, HeadModel, render_corpus, sample_identity, synthesize_clip
-from s3d_pipeline.data.synth.motion import POSE_LIMITS_DEG, sample_motion
+from s3d_pipeline.data.synth.motion import MOTION_KINDS, POSE_LIMITS_DEG, sample_motion
 from s3d_pipeline.data.synth.raster import Rasterizer, create_context
 from s3d_pipeline.data.synth.speech import SpeechUnavailable, check_available
 from s3d_pipeline.data.synth.visemes import VISEME_NAMES, viseme_track
@@ -151,6 +155,63 @@ def test_head_motion_stays_in_range_with_many_frontal_frames():
     assert np.abs(np.diff(poses.reshape(200, 75, 3), axis=1)).max() < 3.0  # smooth: < 3 degrees per frame
 
 
+def test_default_motion_is_unchanged():
+    # Values drawn by the generator before motion kinds existed (seed 1: wide base pose, seed 2: near-frontal):
+    # existing seeds must keep their clips. Poses at frames 0, 37, 74, then the blink and brow totals.
+    expected = {
+        1: ([[20.1368, -6.9786, 5.3933], [16.5706, -8.9713, 4.8807], [17.1277, -7.2468, 4.1048]], 4.4235, -1.0366),
+        2: ([[-4.1867, 2.4684, -5.1596], [-5.5206, -6.7189, -3.8327], [-1.1749, 3.7802, -4.5021]], 4.9019, 5.3449),
+    }
+    for seed, (poses, blink, brow) in expected.items():
+        default = sample_motion(np.random.default_rng(seed), 75, 25)
+        np.testing.assert_allclose(default.pose[[0, 37, 74]], poses, atol=1e-3)
+        np.testing.assert_allclose([default.blink.sum(), default.brow.sum()], [blink, brow], atol=1e-3)
+        sway = sample_motion(np.random.default_rng(seed), 75, 25, "sway")
+        for name in ("pose", "blink", "brow", "gaze_jitter"):
+            assert np.array_equal(getattr(default, name), getattr(sway, name))
+
+
+def test_yaw_sweep_motion_covers_20_degrees_each_way_from_a_frontal_start():
+    poses = np.stack([sample_motion(np.random.default_rng(s), 75, 25, "yaw-sweep").pose for s in range(200)])
+    assert np.all(np.abs(poses) <= POSE_LIMITS_DEG)
+    offset = poses[..., 0] - poses[:, :1, 0]  # (clips, N) yaw relative to frame 0
+    assert np.all(np.abs(poses[:, 0, 0]) <= 3.0)
+    assert np.all(offset.max(1) >= 20) and np.all(offset.min(1) <= -20)
+    assert np.all(np.abs(offset) < 30)  # stays inside the evaluation's top yaw bin (20-30 degrees)
+    assert np.abs(np.diff(poses, axis=1)).max() < 3.0  # smooth: < 3 degrees per frame
+    with pytest.raises(ValueError):
+        sample_motion(np.random.default_rng(0), 75, 25, "spin")
+
+
+@pytest.fixture(scope="module")
+def sweep_clip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth_sweep")
+    config = CorpusConfig(
+        out=out, identities=1, clips_per_identity=1, seconds=1.0, seed=SEED, resolution=64, workers=1, motion="yaw-sweep"
+    )
+    render_corpus(config, log=lambda _: None)
+    return read_clip(out / "id_0000" / "clip_01")
+
+
+def test_yaw_sweep_clip_spans_20_degrees_from_frame_0(sweep_clip):
+    # Measured as the evaluation measures it: yaw from the stored cameras, relative to frame 0.
+    yaw = cameras.cam2world_to_pose(torch.as_tensor(sweep_clip.cam2world))[:, 0].numpy()
+    offset = yaw - yaw[0]
+    assert offset.max() >= 20 and offset.min() <= -20 and np.abs(offset).max() < 30
+    np.testing.assert_allclose(yaw, np.asarray(sweep_clip.meta.extra["head_pose_deg"])[:, 0], atol=1e-2)
+    assert sweep_clip.meta.extra["motion"] == "yaw-sweep"
+
+
+def test_motion_kind_changes_only_the_motion(sweep_clip, clips, tiny_config):
+    default = read_clip(tiny_config.out / "id_0000" / "clip_01")
+    assert default.meta.extra["motion"] == "sway"
+    assert sweep_clip.meta.identity == default.meta.identity
+    assert sweep_clip.meta.extra["sentences"] == default.meta.extra["sentences"]
+    assert np.array_equal(sweep_clip.audio, default.audio)
+    with pytest.raises(ValueError):
+        CorpusConfig(out=tiny_config.out, identities=1, motion="spin")
+
+
 def test_generic_face_detector_finds_near_frontal_heads():
     from skimage import data, feature
 
@@ -175,3 +236,10 @@ def test_generic_face_detector_finds_near_frontal_heads():
 def test_synth_command_arguments():
     args = build_parser(["synth"]).parse_args(["synth", "--out", "x", "--identities", "3", "--split", "test"])
     assert (args.identities, args.clips_per_identity, args.seconds, args.split, args.fps) == (3, 2, 3.0, "test", 25.0)
+    assert args.motion == "sway"
+    args = build_parser(["synth"]).parse_args(["synth", "--out", "x", "--identities", "3", "--motion", "yaw-sweep"])
+    assert args.motion == "yaw-sweep"
+    parser = argparse.ArgumentParser()
+    synth.add_arguments(parser)
+    motion = next(a for a in parser._actions if a.dest == "motion")
+    assert tuple(motion.choices) == MOTION_KINDS  # the command lists the kinds without importing the generator

@@ -6,8 +6,8 @@ clips can be rendered in any order by any number of worker processes, and an int
 skipping the clips whose folder is complete.
 
 Per clip: an identity (:mod:`.identity`) as a 3D head (:mod:`.head`); sentences spoken by a random espeak-ng
-voice (:mod:`.speech`) and turned into per-frame mouth parameters (:mod:`.visemes`); head pose, blinks and
-brows (:mod:`.motion`); each frame rasterized (:mod:`.raster`) with its camera from
+voice (:mod:`.speech`) and turned into per-frame mouth parameters (:mod:`.visemes`); head pose of the
+configured motion kind, blinks and brows (:mod:`.motion`); each frame rasterized (:mod:`.raster`) with its camera from
 :func:`~s3d_pipeline.rendering.cameras.pose_to_cam2world`. Landmarks are the 3D landmark points of the
 articulated mesh projected with :func:`~s3d_pipeline.rendering.cameras.project`; the 3D points are kept in
 ``meta.extra["landmarks_3d"]`` so the projection can be checked.
@@ -30,7 +30,7 @@ from ...rendering import cameras
 from ..clip import AUDIO_SAMPLE_RATE, ClipMeta, write_clip
 from .head import FaceState, HeadModel
 from .identity import SPLITS, sample_identity
-from .motion import sample_motion
+from .motion import MOTION_KINDS, sample_motion
 from .raster import Rasterizer
 from .sentences import make_sentences
 from .speech import sample_voice, speak_sequence
@@ -41,7 +41,11 @@ GENERATOR = "s3d-nerf synth 1"
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    """What to render. Defaults give the training corpus: 2 clips of 3 s per identity at 256x256, 25 fps."""
+    """What to render. Defaults give the training corpus: 2 clips of 3 s per identity at 256x256, 25 fps.
+
+    ``motion`` picks the head-pose kind (:data:`~.motion.MOTION_KINDS`). It is drawn after the speech, so a
+    corpus with another motion kind but the same seed and split has the same people saying the same sentences.
+    """
 
     out: Path
     identities: int
@@ -52,10 +56,13 @@ class CorpusConfig:
     split: str = "train"
     fps: float = 25.0
     workers: int = 2
+    motion: str = "sway"
 
     def __post_init__(self):
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.motion not in MOTION_KINDS:
+            raise ValueError(f"motion must be one of {MOTION_KINDS}, got {self.motion!r}")
         if self.identities < 1 or self.clips_per_identity < 1:
             raise ValueError("identities and clips_per_identity must be at least 1")
         if self.seconds * self.fps < 1:
@@ -109,7 +116,7 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
     visemes = viseme_track(utterance.phonemes, duration, config.fps, n, utterance.audio, AUDIO_SAMPLE_RATE, strength)
 
     # 2. Motion and cameras.
-    motion = sample_motion(rng, n, config.fps)
+    motion = sample_motion(rng, n, config.fps, config.motion)
     cam2world = cameras.pose_to_cam2world(*torch.from_numpy(motion.pose).unbind(-1))  # (N, 4, 4)
 
     # 3. Frames.
@@ -152,6 +159,7 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
             "sentences": spoken,
             "phonemes": [[round(a, 4), round(b, 4), p] for a, b, p in utterance.phonemes],
             "articulation_strength": strength,
+            "motion": config.motion,
             "head_pose_deg": np.round(motion.pose, 3).tolist(),
             "blink": np.round(motion.blink, 3).tolist(),
             "brow": np.round(motion.brow, 3).tolist(),

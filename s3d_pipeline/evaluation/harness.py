@@ -171,4 +171,4 @@ def _mean(results: List[Dict[str, Optional[float]]]) -> Dict[str, Optional[float
 
 
 def landmark_detector_note() -> str:
-    return f"{DETECTOR_NAME}: a CNN regressor trained on synthetic clips; valid on synthetic-looking aligned faces only"
+    return f"{DETECTOR_NAME}: a two-stage CNN regressor (face, then a full-resolution mouth window) trained on synthetic clips; valid on synthetic-looking aligned faces only"

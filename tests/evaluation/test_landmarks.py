@@ -33,18 +33,18 @@ def test_shipped_detector_finds_landmarks_and_follows_the_mouth_on_unseen_identi
     for truth, rgb in rendered_clips:
         found = detector.detect(rgb)
         assert found.shape == truth.shape
-        assert np.linalg.norm(found - truth, axis=-1).mean() < 2.0  # pixels at 256 (about 1 on the held-out set)
-        assert landmark_distance(found, truth, mouth_only=True) < 0.8  # (about 0.3 on the held-out set)
+        assert np.linalg.norm(found - truth, axis=-1).mean() < 1.5  # pixels at 256 (0.91 on the held-out set, 2.30 before the mouth stage)
+        assert landmark_distance(found, truth, mouth_only=True) < 0.6  # (0.22 on the held-out set, 1.65 before)
         assert mouth_opening(truth).std() > 0.01  # the clip speaks
-        assert correlation(mouth_opening(found), mouth_opening(truth)) > 0.95
+        assert correlation(mouth_opening(found), mouth_opening(truth)) > 0.97  # (0.998, 0.65 before)
 
 
 @pytest.mark.parametrize("degrade", [gaussian_blurred, resampled], ids=["blur", "64px"])
 def test_shipped_detector_still_follows_the_mouth_on_soft_frames(rendered_clips, detector, degrade):
     for truth, rgb in rendered_clips:
         found = detector.detect(degrade(rgb))
-        assert landmark_distance(found, truth, mouth_only=True) < 1.2
-        assert correlation(mouth_opening(found), mouth_opening(truth)) > 0.9
+        assert landmark_distance(found, truth, mouth_only=True) < 0.8
+        assert correlation(mouth_opening(found), mouth_opening(truth)) > 0.95
 
 
 def test_detector_works_at_other_frame_sizes(rendered_clips, detector):
@@ -57,7 +57,7 @@ def test_detector_works_at_other_frame_sizes(rendered_clips, detector):
 
 def test_windows_and_their_coordinates_agree():
     images = torch.zeros(2, 3, 64, 64)
-    dots = torch.tensor([[40.5, 20.5], [12.5, 50.5]])  # pixel centres, (x, y)
+    dots = torch.tensor([[52.5, 12.5], [4.5, 58.5]])  # pixel centres (x, y), far from the window centres
     for b, (x, y) in enumerate(dots.long().tolist()):
         images[b, :, y, x] = 1.0
     centres, side, angle = torch.tensor([[0.6, 0.35], [0.25, 0.7]]), torch.tensor([0.5, 0.5]), torch.tensor([0.3, -0.2])
@@ -89,7 +89,9 @@ def test_fitting_learns_the_landmarks_of_a_tiny_corpus(tmp_path):
                     cam2world=pose_to_cam2world(np.zeros(frames)).tolist(), landmarks=landmarks.tolist(), identity="sq")  # fmt: skip
     clip = write_clip(tmp_path / "sq", meta, rgb, np.zeros(12800, np.float32))
     small = LandmarkRegressor(input_size=64, channels=(8, 16, 16, 32), mouth_size=32, mouth_channels=(8, 16, 16), mouth_window=0.5)
-    fit = fit_landmark_regressor([clip], [clip], steps=150, batch_size=8, frames_per_clip=20, model=small, save_dir=tmp_path / "saved", save_every=100, log=lambda _: None)
+    fit = fit_landmark_regressor(
+        [clip], [clip], steps=150, batch_size=8, frames_per_clip=20, model=small, save_dir=tmp_path / "saved", save_every=100, log=lambda _: None
+    )
     assert fit.heldout_error_px < 0.5 * np.linalg.norm(landmarks - landmarks.mean(0), axis=-1).mean() * 256 / size
     reloaded = LandmarkRegressor.from_pretrained(tmp_path / "saved", use_safetensors=True)
     assert np.allclose(reloaded.detect(rgb), fit.model.detect(rgb), atol=1e-3)

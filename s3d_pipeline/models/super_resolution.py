@@ -40,9 +40,9 @@ class SuperResolution(ModelMixin, ConfigMixin):
         feature_dim: F of the coarse render (first three channels RGB).
         channels: widths at the coarse, x2 and x4 resolutions.
         source_channels: widths of the source-image encoder at x4, x2 and coarse resolution.
-        hidden_source_box: (x0, y0, x1, y1) in [0, 1] of the aligned frame: where the source is hidden (set to
-            mid-grey) before the super-resolution sees it, a box around the mouth over the poses it is trained on
-            (see the module docstring); None shows the whole source.
+        hidden_source_box: (x0, y0, x1, y1) in [0, 1] of the aligned frame: the source is hidden (set to mid-grey)
+            inside the ellipse inscribed in this box before the super-resolution sees it, around the mouth over the
+            poses it is trained on (see the module docstring); None shows the whole source.
     """
 
     @register_to_config
@@ -65,16 +65,18 @@ class SuperResolution(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.out.bias)
 
     def hide_mouth(self, source: torch.Tensor) -> torch.Tensor:
-        """The aligned source (B, 3, H, W) in [-1, 1] as the super-resolution sees it: ``hidden_source_box`` set to 0.
+        """The aligned source (B, 3, H, W) in [-1, 1] as the super-resolution sees it: the ellipse inscribed in
+        ``hidden_source_box`` set to 0 (an ellipse, so little of the background and neck beside the mouth is hidden).
         Apply it to the whole frame, before any crop."""
         box = self.config.hidden_source_box
         if box is None:
             return source
         height, width = source.shape[-2:]
-        x0, y0, x1, y1 = round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)
-        hidden = source.clone()
-        hidden[..., y0:y1, x0:x1] = 0.0
-        return hidden
+        x0, y0, x1, y1 = box
+        y = (torch.arange(height, device=source.device) + 0.5) / height  # pixel centres in [0, 1]
+        x = (torch.arange(width, device=source.device) + 0.5) / width
+        inside = ((x[None, :] - (x0 + x1) / 2) / ((x1 - x0) / 2)) ** 2 + ((y[:, None] - (y0 + y1) / 2) / ((y1 - y0) / 2)) ** 2 <= 1  # (H, W)
+        return source.masked_fill(inside, 0.0)
 
     def encode_source(self, source: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """source (B, 3, H, W) in [-1, 1], as :meth:`hide_mouth` gives it -> its features at x4, x2 and coarse

@@ -126,6 +126,12 @@ def test_init_from_continues_from_a_pipeline_folder(tiny_corpus, tmp_path):
         expected = getattr(earlier, name).state_dict()
         assert all(torch.equal(v, expected[k]) for k, v in getattr(exported, name).state_dict().items()), name
 
+    # A later --export-pipeline (no --init-from, no --syncnet) exports the discriminator the run trained against.
+    shutil.rmtree(out / "pipeline")
+    assert main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(out), "--export-pipeline"]) == 0
+    reexported = S3DNeRFPipeline.from_pretrained(out / "pipeline").lip_sync.state_dict()
+    assert all(torch.equal(v, earlier.lip_sync.state_dict()[k]) for k, v in reexported.items())
+
     # --reinit keeps the config's seeded random weights for the named components, and loads the rest.
     out = tmp_path / "reinit"
     assert main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(out), "--max-steps", "0", "--init-from", str(tmp_path / "earlier"), "--reinit", "audio_encoder"]) == 0

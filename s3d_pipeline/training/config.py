@@ -193,17 +193,31 @@ def config_names() -> list:
     return sorted(BASE_CONFIGS) + [f"{b}-{a}" for b in sorted(BASE_CONFIGS) for a in sorted(ABLATIONS)]
 
 
-def get_config(name_or_path: str) -> TrainConfig:
-    """A named config (``demo``, ``paper``, ``tiny``, optionally ``-<ablation>``) or a json file of fields."""
+def get_config(name_or_path: str, ablation: str = "") -> TrainConfig:
+    """A named config (``demo``, ``paper``, ``tiny``, optionally ``-<ablation>``) or a json file of fields, with
+    ``ablation`` (a key of :data:`ABLATIONS`) applied on top: ``get_config("recipe.json", "naive")`` is that
+    recipe with the naive deformation, so every row of the ablation table can share one recipe and budget."""
     if name_or_path.endswith(".json") or os.path.isfile(name_or_path):
         if not os.path.isfile(name_or_path):
             raise FileNotFoundError(f"training config file {name_or_path} does not exist")
-        return TrainConfig.from_dict(json.loads(Path(name_or_path).read_text()))
-    base, _, ablation = name_or_path.partition("-")
-    if base not in BASE_CONFIGS or (ablation and ablation not in ABLATIONS):
-        raise ValueError(f"unknown training config {name_or_path!r}: choose one of {config_names()} or a .json file")
-    data = asdict(copy.deepcopy(BASE_CONFIGS[base]))
-    for key, value in ABLATIONS.get(ablation, {}).items():
+        config = TrainConfig.from_dict(json.loads(Path(name_or_path).read_text()))
+    else:
+        base, _, suffix = name_or_path.partition("-")
+        if base not in BASE_CONFIGS or (suffix and suffix not in ABLATIONS):
+            raise ValueError(f"unknown training config {name_or_path!r}: choose one of {config_names()} or a .json file")
+        config = with_ablation(BASE_CONFIGS[base], suffix)
+    return with_ablation(config, ablation)
+
+
+def with_ablation(config: TrainConfig, ablation: str) -> TrainConfig:
+    """``config`` with one row of the paper's ablation table applied (``""`` or ``"full"``: unchanged). Nested
+    fields merge: ``{"losses": {"sync": 0}}`` changes λ_sync only, and a component's overrides keep its others."""
+    if ablation in ("", "full"):
+        return config
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}: choose one of {['full', *sorted(ABLATIONS)]}")
+    data = asdict(copy.deepcopy(config))
+    for key, value in ABLATIONS[ablation].items():
         if isinstance(value, dict):
             merged = copy.deepcopy(data[key])
             for sub_key, sub_value in value.items():

@@ -1,6 +1,7 @@
 """Pieces of the training system at tiny sizes: configs, sampling, the windowed render, losses, checkpoints."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def test_ablations_are_configs(name, mode, sync):
     assert config.components()["deformation_field"]["mode"] == mode
     assert config.losses.sync == sync
     assert config.losses.perceptual == 0.01 and config.losses.deformation == 0.001
+
+
+def test_ablation_applies_on_top_of_a_recipe():
+    recipe = str(Path(__file__).parents[2] / "s3d_pipeline" / "training" / "recipes" / "demo_cpu_speech.json")
+    speech = get_config(recipe)
+    naive, no_sync = get_config(recipe, "naive"), get_config(recipe, "no_lip_sync")
+    assert naive.components()["deformation_field"]["mode"] == "naive"
+    assert naive.components()["audio_encoder"] == speech.components()["audio_encoder"]  # other overrides kept
+    assert (naive.lr, naive.losses, naive.mouth_patch_probability) == (speech.lr, speech.losses, speech.mouth_patch_probability)
+    assert no_sync.losses.sync == 0.0 and no_sync.losses.pixel == speech.losses.pixel
+    assert get_config(recipe, "full") == speech
+    with pytest.raises(ValueError, match="unknown ablation"):
+        get_config(recipe, "no_audio")
 
 
 def test_config_json_round_trip_and_errors(tmp_path):

@@ -54,12 +54,18 @@ def load_pipeline(setup: BenchSetup):
     pipe = build_pipeline(setup.config) if setup.config else S3DNeRFPipeline.from_pretrained(setup.checkpoint)
     pipe.set_progress_bar_config(disable=True)
     if not setup.as_shipped:
-        generator = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for layer, std in ((getattr(pipe.deformation_field, "displacement_mlp", [None])[-1], 0.05), (pipe.super_resolution.out, 0.02)):
-                if layer is not None and not layer.weight.any():
-                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
+        activate_zero_layers(pipe)
     return pipe
+
+
+@torch.no_grad()
+def activate_zero_layers(pipe) -> None:
+    """Give the output layers that start at exactly zero (the displacement MLP's last layer, the super-resolution's
+    output convolution) small seeded random weights, so that Δx and the residual take part in a comparison."""
+    generator = torch.Generator().manual_seed(1)
+    for layer, std in ((getattr(pipe.deformation_field, "displacement_mlp", [None])[-1], 0.05), (pipe.super_resolution.out, 0.02)):
+        if layer is not None and not layer.weight.any():
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
 
 
 def speech(seconds: float) -> np.ndarray:

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from s3d_pipeline.audio import SAMPLE_RATE
-from s3d_pipeline.benchmark import BenchSetup, load_pipeline, psnr
+from s3d_pipeline.benchmark import BenchSetup, activate_zero_layers, load_pipeline, psnr
+from s3d_pipeline.configs import build_pipeline
 from s3d_pipeline.rendering.cameras import pose_to_cam2world
 from s3d_pipeline.rendering.fast_renderer import PlaneTable, presum_triplanes
+from s3d_pipeline.rendering.volume import composite
 from s3d_pipeline.rendering.triplane import plane_coordinates, sample_multiscale, sample_planes
 from s3d_pipeline.video import VideoWriter
 
@@ -53,6 +55,34 @@ def test_fast_frames_match_the_reference(active_pipe, face_crop, yaw):
     to_uint8 = lambda f: (f.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # noqa: E731
     assert psnr(to_uint8(fast), to_uint8(reference)) >= MIN_PSNR_DB
     assert not torch.equal(fast, reference)  # a different computation, not a shortcut to the same code
+
+
+@pytest.mark.parametrize("mode", ["cross_attention", "concat", "naive"])
+def test_fast_point_mlps_compute_the_models_functions(face_crop, mode):
+    """The fast path's rearranged per-point MLPs (first layers split by input, the naive variant's audio share
+    computed once per frame, bf16) give the deformation field's Δx and the renderer's decoded, integrated samples."""
+    torch.manual_seed(0)
+    pipe = build_pipeline("tiny", deformation_field=dict(mode=mode))
+    activate_zero_layers(pipe)
+    identity = pipe.encode_identity(face_crop, aligned=True, fast=True)
+    engine, fast = pipe.fast_renderer, identity.fast
+    with torch.no_grad():
+        a_dri = pipe.audio_encoder(pipe.encode_audio(speech_like(0.5), 3, 25.0))
+        field = pipe.deformation_field(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled)
+        deform_planes, _ = engine.deformation_planes(identity.slots, fast, a_dri)
+        points = (torch.rand(3, 400, 3) * 2 - 1) * 0.3  # (frames, M, 3)
+        frames = torch.arange(3).repeat_interleave(400)
+        moved = engine.displace(fast, points.reshape(1, -1, 3), frames, deform_planes, a_dri.pooled, 1.0).reshape(3, 400, 3)
+        delta = pipe.deformation_field.displacement(field, points)
+        assert float((moved - points - delta).abs().mean()) < 0.03 * float(delta.abs().mean())  # bf16 rounding
+
+        depths = torch.linspace(0.4, 1.2, 12).expand(50, 12)[..., None]  # (K, S, 1)
+        samples = points[0, :50, None] + torch.tensor([0.0, 0.0, 1.0]) * (depths - 0.8)  # (K, S, 3)
+        features, depth, opacity = engine.shade(fast, samples, depths)
+        density, feats = pipe.renderer.decode(fast.triplane.lookup(samples.reshape(1, -1, 3)).float())
+        expected = composite(density.reshape(1, 50, 12, 1), feats.reshape(1, 50, 12, -1), depths[None])
+        assert torch.allclose(opacity, expected.opacity[0], atol=0.01)
+        assert torch.allclose(features, expected.features[0], atol=0.01)
 
 
 def test_reference_path_ignores_the_fast_cache(active_pipe, face_crop):

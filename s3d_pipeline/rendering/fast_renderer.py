@@ -22,12 +22,16 @@ between the two) and moves all per-identity work out of the per-frame loop:
   (the deformation U-Net's input, the super-resolution's source features) it is split by linearity:
   the per-identity part is convolved once and cached. The U-Net's per-frame condition is convolved once per
   frame instead of once per plane.
-* **bf16** autocast for the per-point MLPs (displacement and decoder); lookups and volume integration stay fp32.
-  Convolutions run fp32 in channels-last layout (bf16 convolutions measured slower on this CPU, no AMX).
+* **bf16 per-point MLPs, rearranged** (:class:`PointMLPs`): the displacement and decoder MLPs run in bf16 on
+  weights converted once per identity, their first layers split by input so that no per-point concatenation is
+  built, the decoder's outputs computed as contiguous density and feature blocks, activations in place. The
+  tri-plane texels are bf16 too; texel coordinates and volume integration stay fp32. Convolutions run fp32 in
+  channels-last layout (bf16 convolutions measured slower on this CPU, no AMX).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.deformation_field import DeformationFieldOutput
+from ..models.layers import positional_encoding
 from .cameras import frontal_cam2world
 from .rays import pixel_rays
 from .volume import composite
@@ -110,8 +114,9 @@ class PlaneTable:
         top_left = plane + g0[..., 3:] * (w + 3) + g0[..., :3]  # (B, M, 3) row of each plane's top-left corner
         corners = _CORNERS.to(points.device)
         index = top_left[..., None].long() + (corners[:, 0] * (w + 3) + corners[:, 1])  # (B, M, 3, 4)
-        fx, fy = frac[..., :3, None], frac[..., 3:, None]  # (B, M, 3, 1)
-        weight = torch.where(corners[:, 0] == 1, fy, 1 - fy) * torch.where(corners[:, 1] == 1, fx, 1 - fx)  # (B, M, 3, 4)
+        fx, fy = frac[..., :3], frac[..., 3:]  # (B, M, 3)
+        gx, gy = 1 - fx, 1 - fy
+        weight = torch.stack([gy * gx, gy * fx, fy * gx, fy * fx], dim=-1)  # (B, M, 3, 4) in the order of _CORNERS
         index, weight = index.reshape(batch * num_points, 12), weight.reshape(batch * num_points, 12).to(self.rows.dtype)
         return F.embedding_bag(index, self.rows, per_sample_weights=weight, mode="sum").reshape(batch, num_points, self.rows.shape[1])
 
@@ -277,7 +282,44 @@ class SplitConv(nn.Module):
 
     def forward(self, per_frame: torch.Tensor, cached: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        return F.conv2d(per_frame, conv.weight[:, : self.split], None, conv.stride, conv.padding) + cached
+        return F.conv2d(per_frame, conv.weight[:, : self.split], None, conv.stride, conv.padding).add_(cached)
+
+
+@dataclass
+class PointMLPs:
+    """The per-point MLPs' weights rearranged for the fast path, in its compute dtype, as (in, out) matrices for
+    ``addmm``. The first layers are split by input, so no per-point concatenation is built: the displacement MLP's
+    into its context and position halves, and the decoder's last layer into the density row and the feature rows
+    (each output contiguous; an elementwise op over a strided slice is several times slower). The decoder's
+    density offset (-1) is folded into its bias; the features' affine map ``s * (1 + 2e-3) - 1e-3`` is applied
+    after integration (it commutes with the weighted sum). Algebraically the same networks; only rounding differs.
+    """
+
+    disp_context: Optional[torch.Tensor]  # (Cd or A, H), with disp_bias (H,); None in mode "none"
+    disp_position: Optional[torch.Tensor]  # (3 * (1 + 2L), H)
+    disp_bias: Optional[torch.Tensor]
+    disp_hidden: Optional[Tuple[torch.Tensor, torch.Tensor]]  # (H, H), (H,)
+    disp_out: Optional[Tuple[torch.Tensor, torch.Tensor]]  # (H, 3), (3,)
+    dec_in: Tuple[torch.Tensor, torch.Tensor]  # (C, H), (H,)
+    dec_density: Tuple[torch.Tensor, torch.Tensor]  # (H, 1), (1,)
+    dec_features: Tuple[torch.Tensor, torch.Tensor]  # (H, F), (F,)
+
+    @classmethod
+    def from_modules(cls, deformation_field, renderer, dtype: torch.dtype) -> "PointMLPs":
+        first, last = renderer.decoder[0], renderer.decoder[2]  # Linear, Softplus, Linear
+        as_mm = lambda w, b: (w.t().to(dtype).contiguous(), b.to(dtype))  # noqa: E731
+        dec_in = as_mm(first.weight, first.bias)
+        dec_density = as_mm(last.weight[:1], last.bias[:1] - 1.0)
+        dec_features = as_mm(last.weight[1:], last.bias[1:])
+        if deformation_field.config.mode == "none":
+            return cls(None, None, None, None, None, dec_in, dec_density, dec_features)
+        layers = deformation_field.displacement_mlp  # Linear, SiLU, Linear, SiLU, Linear
+        position_dim = 3 * (1 + 2 * deformation_field.config.position_frequencies)
+        w1 = layers[0].weight  # (H, context + position): the MLP reads cat([context, position])
+        split = w1.shape[1] - position_dim
+        context, bias = as_mm(w1[:, :split], layers[0].bias)
+        position = w1[:, split:].t().to(dtype).contiguous()
+        return cls(context, position, bias, as_mm(layers[2].weight, layers[2].bias), as_mm(layers[4].weight, layers[4].bias), dec_in, dec_density, dec_features)
 
 
 @dataclass
@@ -290,12 +332,14 @@ class FastIdentity:
             the samples of each ray, and a ray that meets none is not evaluated.
         unet_identity: (3, c0, R, R) the deformation U-Net's first convolution over the identity's planes.
         sr_source: the super-resolution's first convolution of each stage over the source features.
+        mlps: the per-point MLPs' weights as the fast path computes with them (taken when the cache is built).
     """
 
     triplane: PlaneTable
     occupancy: OccupancyGrid
     unet_identity: Optional[torch.Tensor]
     sr_source: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    mlps: PointMLPs
 
 
 @dataclass
@@ -315,7 +359,7 @@ class FastRenderer:
         audio_encoder, deformation_field, renderer, super_resolution: the pipeline's components.
         num_samples: samples per ray, all inside the ray's occupied interval (the reference uses ``num_coarse`` +
             ``num_importance``).
-        dtype: compute type of the per-point MLPs (``torch.bfloat16`` autocast, or ``torch.float32``).
+        dtype: compute type of the per-point MLPs and the tri-plane texels (``torch.bfloat16`` or ``torch.float32``).
         occupancy_resolution: voxels per side of the identity's occupancy grid.
     """
 
@@ -346,9 +390,6 @@ class FastRenderer:
         if deformation_field.uses_planes:
             self.unet_first = deformation_field.unet.enc0[0]
 
-    def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
-
     # ------------------------------------------------------------------ per identity
     @torch.no_grad()
     def prepare(self, triplanes: Tuple[torch.Tensor, ...], source_features: Tuple[torch.Tensor, ...]) -> FastIdentity:
@@ -363,6 +404,7 @@ class FastRenderer:
         # Half a voxel because density between voxel centres can pass the threshold next to an occupied voxel, half a
         # voxel for the half-voxel steps of the ray march (see ``OccupancyGrid.ray_intervals``).
         occupancy = occupancy.dilated(margin + occupancy.voxel)
+        table = dataclasses.replace(table, rows=table.rows.to(self.dtype))  # texels in the compute dtype
         unet_identity = None
         if df.uses_planes:
             res = df.config.unet_resolution
@@ -377,7 +419,8 @@ class FastRenderer:
             )  # (3, c0, R, R)
         src0, src1, src2 = source_features
         sr_source = tuple(conv.cache(src) for conv, src in zip(self.sr_convs, (src2, src1, src0)))
-        return FastIdentity(triplane=table, occupancy=occupancy, unet_identity=unet_identity, sr_source=sr_source)
+        mlps = PointMLPs.from_modules(df, self.renderer, self.dtype)
+        return FastIdentity(triplane=table, occupancy=occupancy, unet_identity=unet_identity, sr_source=sr_source, mlps=mlps)
 
     # ------------------------------------------------------------------ per frame
     def deformation_planes(self, identity_slots, fast: FastIdentity, a_dri):
@@ -404,38 +447,43 @@ class FastRenderer:
         extra = (mouth_amplitude - 1) * df.config.max_displacement if df.config.mode != "none" else 0.0
         return fast.occupancy.dilated(extra)  # the grid itself when extra <= 0
 
-    def displace(self, points, frames, deform_planes, audio_pooled, mouth_amplitude: float) -> torch.Tensor:
+    def displace(self, fast: FastIdentity, points, frames, deform_planes, audio_pooled, mouth_amplitude: float) -> torch.Tensor:
         """Points (1, M, 3) of several frames (``frames`` (M,): the frame of each point) moved by their frame's
         mouth_amplitude * Δx."""
-        df = self.deformation_field
+        df, mlps, dtype = self.deformation_field, fast.mlps, self.dtype
         if df.config.mode == "none" or mouth_amplitude == 0:
             return points
         if deform_planes is not None:
-            context = PlaneTable.from_planes(deform_planes, df.config.triplane_extent).lookup(points, frames[None])  # (1, M, Cd)
-        else:
-            context = audio_pooled[frames][None]  # (1, M, A): what the naive variant reads per point
-        field = DeformationFieldOutput(planes=None, audio=audio_pooled)
-        with self._autocast():
-            delta = df.displacement(field, points, context=context).float()
-        return points + mouth_amplitude * delta
+            table = PlaneTable.from_planes(deform_planes.to(dtype), df.config.triplane_extent)
+            context = table.lookup(points, frames[None])[0]  # (M, Cd)
+            hidden = torch.addmm(mlps.disp_bias, context, mlps.disp_context)  # (M, H)
+        else:  # the naive variant reads a_dri per point: its share of the first layer is one row per frame
+            hidden = torch.addmm(mlps.disp_bias, audio_pooled.to(dtype), mlps.disp_context)[frames]  # (M, H)
+        position = positional_encoding(points[0] / df.config.triplane_extent, df.config.position_frequencies)  # (M, 3(1+2L))
+        hidden = F.silu(hidden.addmm_(position.to(dtype), mlps.disp_position), inplace=True)
+        hidden = F.silu(torch.addmm(mlps.disp_hidden[1], hidden, mlps.disp_hidden[0]), inplace=True)
+        raw = torch.addmm(mlps.disp_out[1], hidden, mlps.disp_out[0])  # (M, 3)
+        return points + (mouth_amplitude * df.config.max_displacement) * torch.tanh(raw.float())[None]
 
     def shade(self, fast: FastIdentity, points: torch.Tensor, depths: torch.Tensor):
         """Decode and integrate the samples of K rays: points (K, S, 3) (displaced), depths (K, S, 1) ->
         features (K, F), depth (K, 1), opacity (K, 1)."""
         num_rays, num_samples, _ = points.shape
-        # The lookup stays outside autocast: bf16 texel coordinates are too coarse.
-        features = fast.triplane.lookup(points.reshape(1, num_rays * num_samples, 3))  # (1, K*S, C)
-        with self._autocast():
-            density, feats = self.renderer.decode(features)  # (1, K*S, 1), (1, K*S, F)
+        mlps = fast.mlps
+        # Texel coordinates stay fp32 (bf16 ones are too coarse); the texels are in the compute dtype.
+        features = fast.triplane.lookup(points.reshape(1, num_rays * num_samples, 3))[0]  # (K*S, C)
+        hidden = F.softplus(torch.addmm(mlps.dec_in[1], features, mlps.dec_in[0]))  # (K*S, H)
+        density = F.softplus(torch.addmm(mlps.dec_density[1], hidden, mlps.dec_density[0]))  # (K*S, 1)
+        sigmoid = torch.addmm(mlps.dec_features[1], hidden, mlps.dec_features[0]).sigmoid_()  # (K*S, F)
         density = density.float().reshape(1, num_rays, num_samples, 1)
-        feats = feats.float().reshape(1, num_rays, num_samples, feats.shape[-1])  # (1, K, S, F)
         # Integrate the densities alone, then the features in one weighted sum: an interval's feature is the mean of
         # its two ends, so sample j carries half the weights of the intervals on either side of it.
         result = composite(density, density[..., :0], depths[None])
-        weights = result.weights  # (1, K, S, 1), the last one zero
-        per_sample = 0.5 * (weights + F.pad(weights[:, :, :-1], (0, 0, 1, 0)))  # (1, K, S, 1)
-        features = (per_sample * feats).sum(dim=2)  # (1, K, F)
-        return features[0], result.depth[0], result.opacity[0]
+        weights = result.weights[0, ..., 0]  # (K, S), the last one zero
+        per_sample = 0.5 * (weights + F.pad(weights[:, :-1], (1, 0)))  # (K, S), summing to the opacity
+        summed = torch.bmm(per_sample[:, None], sigmoid.reshape(num_rays, num_samples, sigmoid.shape[-1]).float())[:, 0]  # (K, F)
+        features = summed * (1 + 2e-3) - 1e-3 * result.opacity[0]  # the decoder's s * (1 + 2e-3) - 1e-3, integrated
+        return features, result.depth[0], result.opacity[0]
 
     def render(self, fast: FastIdentity, deform_planes, audio_pooled, cam2world: torch.Tensor, mouth_amplitude: float):
         """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r)).
@@ -452,7 +500,7 @@ class FastRenderer:
         depths = interval_depths(enter[rays], leave[rays], num_samples)  # (K, S, 1)
         points = origins[rays, None] + dirs[rays, None] * depths  # (K, S, 3)
         frames = (rays // (res * res)).repeat_interleave(num_samples)  # (K*S,) the frame of each point
-        points = self.displace(points.reshape(1, num_rays * num_samples, 3), frames, deform_planes, audio_pooled, mouth_amplitude)
+        points = self.displace(fast, points.reshape(1, num_rays * num_samples, 3), frames, deform_planes, audio_pooled, mouth_amplitude)
         features, depth, opacity = self.shade(fast, points.reshape(num_rays, num_samples, 3), depths)
 
         def to_image(values: torch.Tensor, empty: float) -> torch.Tensor:
@@ -469,10 +517,11 @@ class FastRenderer:
         cached_coarse, cached_up1, cached_up2 = fast.sr_source
         up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)  # noqa: E731
         x = torch.cat([features, opacity], dim=1).contiguous(memory_format=torch.channels_last)
-        x = sr.coarse[0][2](sr.coarse[0][1](coarse_conv(x, cached_coarse)))  # conv, GroupNorm, SiLU
-        x = sr.coarse[1](x)
-        x = sr.up1[2](sr.up1[1](up1_conv(up(x), cached_up1)))
-        x = sr.up2[2](sr.up2[1](up2_conv(up(x), cached_up2)))
+        silu = lambda t: F.silu(t, inplace=True)  # noqa: E731  (on the GroupNorm's fresh output)
+        x = silu(sr.coarse[0][1](coarse_conv(x, cached_coarse)))  # conv, GroupNorm, SiLU
+        x = silu(sr.coarse[1][1](sr.coarse[1][0](x)))
+        x = silu(sr.up1[1](up1_conv(up(x), cached_up1)))
+        x = silu(sr.up2[1](up2_conv(up(x), cached_up2)))
         return sr.compose(sr.out(x), features, opacity, source).image
 
     @torch.no_grad()

@@ -52,10 +52,11 @@ class Identity:
 
     Attributes:
         portrait: the prepared (aligned) portrait and how to paste results back.
-        source: (1, 3, R, R) aligned source in [-1, 1] as the super-resolution sees it (``SuperResolution.hide_mouth``).
+        source: (1, 3, R, R) aligned source in [-1, 1], which the frames are composited onto.
         triplanes: multi-scale tri-plane, per scale (1, 3, C, H, W).
         slots: F_agg and its assignment over the face (None for deformation modes without slots).
-        source_features: the super-resolution's source features.
+        source_features: the super-resolution's features of the source with its mouth hidden
+            (``SuperResolution.hide_mouth``): the network never sees the source's mouth.
         fast: the fast path's per-identity cache (None until the fast path is asked for).
     """
 
@@ -177,13 +178,15 @@ class S3DNeRFPipeline(DiffusionPipeline):
         source = torch.from_numpy(portrait.aligned).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, R, R)
         source = source.to(self.device)
         encoded = self.appearance_encoder(source)
-        shown = self.super_resolution.hide_mouth(source)  # what the super-resolution may copy
+        # The super-resolution's features come from the source with its mouth hidden; the frame is composited onto the
+        # whole source, so where the mask stays below 1 inside the hidden region (the chin below the render) the
+        # source's own pixels show, not the grey (see :class:`~s3d_pipeline.models.super_resolution.SuperResolution`).
         identity = Identity(
             portrait=portrait,
-            source=shown,
+            source=source,
             triplanes=encoded.triplanes,
             slots=self.deformation_field.encode_identity(encoded.visual_tokens),
-            source_features=self.super_resolution.encode_source(shown),
+            source_features=self.super_resolution.encode_source(self.super_resolution.hide_mouth(source)),
         )
         if fast:
             identity.fast = self.fast_renderer.prepare(identity.triplanes, identity.source_features)

@@ -157,3 +157,18 @@ def test_a_pipeline_without_deformation_runs_and_round_trips(face_crop, tmp_path
     reloaded.set_progress_bar_config(disable=True)
     assert reloaded.deformation_field.config.mode == "none"
     np.testing.assert_array_equal(reloaded(face_crop, _speech(0.2), aligned=True, compute_sync=False).frames, out.frames)
+
+
+def test_the_super_resolution_never_sees_the_source_mouth_but_frames_sit_on_the_whole_source(tiny_pipe, face_crop):
+    """The super-resolution's source features come from the source with its mouth hidden (a different mouth changes
+    nothing of them), while the frames are composited onto the unaltered source: no grey where the mask is below 1."""
+    sr = tiny_pipe.super_resolution
+    hidden = (sr.hide_mouth(torch.ones(1, 1, 64, 64)) == 0)[0, 0].numpy()  # (64, 64) the hidden ellipse
+    other_mouth = face_crop.copy()
+    other_mouth[hidden] = 255 - other_mouth[hidden]
+    identity, other = (tiny_pipe.encode_identity(img, aligned=True) for img in (face_crop, other_mouth))
+    for mine, theirs in zip(identity.source_features, other.source_features):
+        assert torch.equal(mine, theirs)
+    whole = torch.from_numpy(face_crop).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    assert torch.allclose(identity.source[0], whole)  # the mouth region included, not set to grey
+    assert not torch.equal(identity.triplanes[0], other.triplanes[0])  # the appearance encoder sees the whole face

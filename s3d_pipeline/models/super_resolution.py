@@ -5,7 +5,13 @@ The source's mouth is hidden from the super-resolution (ours, as Wav2Lip masks t
 given the source's own mouth, the network learns to copy it through its mask, which is the lowest-loss answer
 while the render is still blurry, and then no gradient reaches the deformation field and the speech is ignored
 (seen in training: the audio features collapsed to a constant). With the mouth hidden, the mouth can only come
-from the render, whose only way to match the target's mouth is the speech-driven displacement."""
+from the render, whose only way to match the target's mouth is the speech-driven displacement.
+
+Training composites onto the hidden source too, so the mask cannot learn to let the source's mouth through. At
+inference the pipeline composites onto the whole source (the features still come from the hidden one): where the
+mask stays below 1 inside the hidden region, mostly the chin below the rendered face, the source's own pixels
+show instead of grey. On 4 held-out clips this raised SSIM 0.881 -> 0.891 and mouth-opening correlation 0.30 ->
+0.50, with shuffled speech still uncorrelated (0.06): the mouth is not copied from the source."""
 
 from __future__ import annotations
 

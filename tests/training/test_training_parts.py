@@ -126,7 +126,8 @@ def test_ray_window_is_a_crop_of_the_full_render(tiny_components):
 
 
 def test_training_render_is_the_pipeline_per_frame_path(tiny_components):
-    """The full-grid training render equals S3DNeRFPipeline.render_frames on the same inputs."""
+    """The full-grid training render equals S3DNeRFPipeline.render_frames on the same inputs (composited, as in
+    training, onto the source with its mouth hidden)."""
     torch.manual_seed(1)
     source = torch.rand(1, 3, 64, 64) * 2 - 1
     windows = torch.randn(1, 3, 80, 16)  # (B, T, F, W)

@@ -381,9 +381,6 @@ def _architecture_of(model) -> str:
     return json.dumps({k: v for k, v in model.config.items() if not k.startswith("_")}, sort_keys=True)
 
 
-LIP_SYNC_RECORD = "lip_sync.json"  # in <out>/generator: which lip-sync discriminator the generator trained against
-
-
 def find_lip_sync(folder: Path) -> Optional[Path]:
     """``folder/lip_sync`` if a lip-sync discriminator is saved there: a pipeline folder, or a run's ``syncnet``."""
     path = Path(folder) / "lip_sync"
@@ -433,7 +430,9 @@ class GeneratorTraining(TrainingRun):
             warm_start(components, config, Path(init_from), reinit)
         elif reinit:
             raise ValueError("--reinit needs --init-from (without it every component starts from random weights)")
-        syncnet = syncnet or find_lip_sync(self.out / "syncnet") or (find_lip_sync(init_from) if init_from else None)
+        syncnet = (
+            syncnet or find_lip_sync(self.out / "syncnet") or find_lip_sync(self.out / "generator") or (find_lip_sync(init_from) if init_from else None)
+        )
         if syncnet is not None:
             components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)
             if _architecture_of(components["lip_sync"]) != _architecture_of(LipSyncDiscriminator(**config.components()["lip_sync"])):
@@ -444,11 +443,11 @@ class GeneratorTraining(TrainingRun):
                 f"--out {self.out} first, pass --syncnet PATH, or use a config without it (e.g. {config.architecture}-no_lip_sync)"
             )
         self.syncnet_path = syncnet
-        if syncnet is not None and self.accelerator.is_main_process:
-            # So that --export-pipeline, run later without --syncnet, exports the discriminator this run trained against.
-            record = self.out / "generator" / LIP_SYNC_RECORD
-            record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"lip_sync": str(Path(syncnet).resolve())}))
+        copy = self.out / "generator" / "lip_sync"
+        if syncnet is not None and self.accelerator.is_main_process and Path(syncnet).resolve() != copy.resolve():
+            # A copy in the run, so that --export-pipeline (later, without --syncnet, the run folder maybe moved)
+            # exports the discriminator this run trained against.
+            components["lip_sync"].save_pretrained(copy, safe_serialization=True)
         self.components = {name: module.to(self.device) for name, module in components.items()}
         self.lip_sync = self.components["lip_sync"].requires_grad_(False).eval()  # frozen (PAPER.md)
         self.generator_parameters = [p for name in GENERATOR_COMPONENTS for p in self.components[name].parameters()]
@@ -610,10 +609,7 @@ def export_from_checkpoint(config: TrainConfig, out: Path, syncnet: Optional[Pat
         raise FileNotFoundError(f"no generator checkpoint under {Path(out) / 'generator' / 'checkpoints'}")
     components = build_components(config.components(), seed=config.seed)
     checkpointing.load_checkpoint(latest, {name: components[name] for name in GENERATOR_COMPONENTS}, {}, rank=0)
-    record = Path(out) / "generator" / LIP_SYNC_RECORD
-    if syncnet is None and record.is_file():
-        syncnet = Path(json.loads(record.read_text())["lip_sync"])
-    syncnet = syncnet or find_lip_sync(Path(out) / "syncnet")
+    syncnet = syncnet or find_lip_sync(Path(out) / "generator") or find_lip_sync(Path(out) / "syncnet")
     if syncnet is not None:
         components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)
     path = Path(out) / "pipeline"

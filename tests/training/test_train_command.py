@@ -126,15 +126,17 @@ def test_init_from_continues_from_a_pipeline_folder(tiny_corpus, tmp_path):
         expected = getattr(earlier, name).state_dict()
         assert all(torch.equal(v, expected[k]) for k, v in getattr(exported, name).state_dict().items()), name
 
-    # A later --export-pipeline (no --init-from, no --syncnet) exports the discriminator the run trained against.
+    # A later --export-pipeline (no --init-from, no --syncnet) exports the discriminator the run trained against,
+    # from the run's own copy (the folder it came from has moved).
     shutil.rmtree(out / "pipeline")
+    (tmp_path / "earlier").rename(tmp_path / "moved")
     assert main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(out), "--export-pipeline"]) == 0
     reexported = S3DNeRFPipeline.from_pretrained(out / "pipeline").lip_sync.state_dict()
     assert all(torch.equal(v, earlier.lip_sync.state_dict()[k]) for k, v in reexported.items())
 
     # --reinit keeps the config's seeded random weights for the named components, and loads the rest.
     out = tmp_path / "reinit"
-    assert main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(out), "--max-steps", "0", "--init-from", str(tmp_path / "earlier"), "--reinit", "audio_encoder"]) == 0
+    assert main(["train", "--config", config, "--data", str(tiny_corpus), "--out", str(out), "--max-steps", "0", "--init-from", str(tmp_path / "moved"), "--reinit", "audio_encoder"]) == 0
     exported = S3DNeRFPipeline.from_pretrained(out / "pipeline")
     fresh = build_pipeline("tiny", seed=0).audio_encoder.state_dict()
     assert all(torch.equal(v, fresh[k]) for k, v in exported.audio_encoder.state_dict().items())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo", help="a named config (demo, paper, tiny, optionally -no_deformation, -naive, -concat, -no_lip_sync) or a .json file (default: demo)")
-    parser.add_argument("--ablation", default="", choices=("", "full", "no_deformation", "naive", "concat", "no_lip_sync"), help="a row of the paper's ablation table applied on top of --config (e.g. a recipe .json), so the rows share one recipe")
+    parser.add_argument("--ablation", default="", help="a row of the paper's ablation table (full, no_deformation, naive, concat, no_lip_sync) applied on top of --config (e.g. a recipe .json), so the rows share one recipe")
     parser.add_argument("--data", type=Path, required=True, help="folder of clip folders (searched recursively)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, samples and the exported pipeline")
     parser.add_argument("--stage", choices=("syncnet", "generator"), default="generator", help="what to train (default: generator; run syncnet first)")

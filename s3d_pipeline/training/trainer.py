@@ -443,11 +443,11 @@ class GeneratorTraining(TrainingRun):
                 f"--out {self.out} first, pass --syncnet PATH, or use a config without it (e.g. {config.architecture}-no_lip_sync)"
             )
         self.syncnet_path = syncnet
-        copy = self.out / "generator" / "lip_sync"
-        if syncnet is not None and self.accelerator.is_main_process and Path(syncnet).resolve() != copy.resolve():
+        own_copy = self.out / "generator" / "lip_sync"
+        if syncnet is not None and self.accelerator.is_main_process and Path(syncnet).resolve() != own_copy.resolve():
             # A copy in the run, so that --export-pipeline (later, without --syncnet, the run folder maybe moved)
             # exports the discriminator this run trained against.
-            components["lip_sync"].save_pretrained(copy, safe_serialization=True)
+            components["lip_sync"].save_pretrained(own_copy, safe_serialization=True)
         self.components = {name: module.to(self.device) for name, module in components.items()}
         self.lip_sync = self.components["lip_sync"].requires_grad_(False).eval()  # frozen (PAPER.md)
         self.generator_parameters = [p for name in GENERATOR_COMPONENTS for p in self.components[name].parameters()]

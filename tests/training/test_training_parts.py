@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import s3d_pipeline.training
 from s3d_pipeline.configs import build_components
 from s3d_pipeline.models.deformation_field import IdentitySlots
 from s3d_pipeline.pipeline_s3d_nerf import Identity, S3DNeRFPipeline
@@ -20,6 +21,8 @@ from s3d_pipeline.training.perceptual import build_perceptual_loss
 from s3d_pipeline.training.trainer import choose_window, render_window
 
 from tiny_talking_corpus import make_corpus
+
+RECIPES = Path(s3d_pipeline.training.__file__).parent / "recipes"  # the shipped weights' recipes
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -36,7 +39,7 @@ def test_ablations_are_configs(name, mode, sync):
 
 
 def test_ablation_applies_on_top_of_a_recipe():
-    recipe = str(Path(__file__).parents[2] / "s3d_pipeline" / "training" / "recipes" / "demo_cpu_speech.json")
+    recipe = str(RECIPES / "demo_cpu_speech.json")
     speech = get_config(recipe)
     naive, no_sync = get_config(recipe, "naive"), get_config(recipe, "no_lip_sync")
     assert naive.components()["deformation_field"]["mode"] == "naive"
@@ -67,12 +70,8 @@ def test_cpu_recipes_are_valid_and_share_the_generator_optimiser():
     """The shipped weights' recipes load (unknown fields would raise); warm-up and full stages differ only in the
     loss weights, so the full stage continues the warm-up's optimisation as configured."""
     from dataclasses import replace
-    from pathlib import Path
 
-    import s3d_pipeline.training
-
-    recipes = Path(s3d_pipeline.training.__file__).parent / "recipes"
-    syncnet, warmup, full = (get_config(str(recipes / f"demo_cpu_{name}.json")) for name in ("syncnet", "warmup", "full"))
+    syncnet, warmup, full = (get_config(str(RECIPES / f"demo_cpu_{name}.json")) for name in ("syncnet", "warmup", "full"))
     assert syncnet.architecture == warmup.architecture == full.architecture == "demo"
     assert warmup.losses.sync == 0 and warmup.losses.adversarial == 0
     assert full.losses == get_config("demo").losses  # the paper's objective

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from s3d_pipeline.audio import SAMPLE_RATE
 from s3d_pipeline.benchmark import BenchSetup, activate_zero_layers, load_pipeline, psnr
 from s3d_pipeline.configs import build_pipeline
 from s3d_pipeline.rendering.cameras import pose_to_cam2world
-from s3d_pipeline.rendering.fast_renderer import PlaneTable, presum_triplanes
+from s3d_pipeline.rendering.fast_renderer import PlaneTable, fold_upsampling, presum_triplanes, upsampled_conv
 from s3d_pipeline.rendering.volume import composite
 from s3d_pipeline.rendering.triplane import plane_coordinates, sample_multiscale, sample_planes
 from s3d_pipeline.video import VideoWriter
@@ -45,6 +46,37 @@ def test_presummed_triplane_is_exact_for_one_scale_and_close_for_four():
     assert float(error.abs().mean()) < 0.15 * float(sample_multiscale(scales, points, 0.35).abs().mean())
 
 
+
+@pytest.mark.parametrize("size", [(2, 2), (5, 7), (16, 16)])
+def test_upsampled_conv_is_the_conv_of_the_bilinear_upsampling(size):
+    """The folded convolution gives the super-resolution's conv(interpolate(x)) at every pixel, edges included,
+    without building the upsampled image."""
+    torch.manual_seed(0)
+    low = torch.randn(2, 6, *size).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 6, 3, 3)
+    expected = F.conv2d(F.interpolate(low, scale_factor=2.0, mode="bilinear", align_corners=False), weight, padding=1)
+    got = upsampled_conv(low, weight, fold_upsampling(weight))
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(upsampled_conv(low, weight, fold_upsampling(weight.flip(-1))), expected, atol=1e-2)
+
+
+def test_fast_frames_do_not_depend_on_the_block_sizes(active_pipe, face_crop):
+    """Rays and frames go through the fast path in blocks (for the CPU's cache); any block size gives the same
+    frames."""
+    identity = active_pipe.encode_identity(face_crop, aligned=True, fast=True)
+    windows = active_pipe.encode_audio(speech_like(0.5), 3, 25.0)
+    cams = pose_to_cam2world(torch.tensor([0.0, 10.0, -15.0]), torch.zeros(3), torch.zeros(3))
+    engine = active_pipe.fast_renderer
+    whole = engine.render_frames(identity, identity.fast, windows, cams).frames  # the tiny chunk is one block
+    sizes = engine.rays_per_block, engine.frames_per_block
+    try:
+        engine.rays_per_block, engine.frames_per_block = 37, 1  # blocks that split frames and rays unevenly
+        blocked = engine.render_frames(identity, identity.fast, windows, cams).frames
+    finally:
+        engine.rays_per_block, engine.frames_per_block = sizes
+    assert torch.allclose(blocked, whole, atol=1e-5)
+
 @pytest.mark.parametrize("yaw", [0.0, 20.0])
 def test_fast_frames_match_the_reference(active_pipe, face_crop, yaw):
     identity = active_pipe.encode_identity(face_crop, aligned=True, fast=True)
@@ -72,7 +104,7 @@ def test_fast_point_mlps_compute_the_models_functions(face_crop, mode):
         deform_planes, _ = engine.deformation_planes(identity.slots, fast, a_dri)
         points = (torch.rand(3, 400, 3) * 2 - 1) * 0.3  # (frames, M, 3)
         frames = torch.arange(3).repeat_interleave(400)
-        moved = engine.displace(fast, points.reshape(1, -1, 3), frames, deform_planes, a_dri.pooled, 1.0).reshape(3, 400, 3)
+        moved = engine.displace(fast, points.reshape(-1, 3), frames, engine.deformation_table(deform_planes), a_dri.pooled, 1.0).reshape(3, 400, 3)
         delta = pipe.deformation_field.displacement(field, points)
         assert float((moved - points - delta).abs().mean()) < 0.03 * float(delta.abs().mean())  # bf16 rounding
 

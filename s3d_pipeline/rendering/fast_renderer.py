@@ -25,8 +25,15 @@ between the two) and moves all per-identity work out of the per-frame loop:
 * **bf16 per-point MLPs, rearranged** (:class:`PointMLPs`): the displacement and decoder MLPs run in bf16 on
   weights converted once per identity, their first layers split by input so that no per-point concatenation is
   built, the decoder's outputs computed as contiguous density and feature blocks, activations in place. The
-  tri-plane texels are bf16 too; texel coordinates and volume integration stay fp32. Convolutions run fp32 in
-  channels-last layout (bf16 convolutions measured slower on this CPU, no AMX).
+  tri-plane texels are bf16 too; texel coordinates and the transmittance products stay fp32 (the features'
+  weighted sum along each ray is bf16). Gather indices are int32. Convolutions run fp32 in channels-last layout
+  (bf16 convolutions measured slower on this CPU, no AMX).
+* **Cache-sized blocks.** The evaluated rays go through sampling, Δx, decoding and integration in blocks of
+  ``rays_per_block`` and the super-resolution runs ``frames_per_block`` frames at a time, so that per-point and
+  per-pixel intermediates stay in the CPU's cache instead of streaming a chunk's hundreds of MB through memory.
+* **Upsampling folded into the next convolution.** The super-resolution's last stage convolves a x2 bilinear
+  upsampling; both are linear, so the pair is one convolution of the low-resolution input into the four output
+  phases (:func:`upsampled_conv`), exact up to rounding, and the upsampled image is never built.
 """
 
 from __future__ import annotations
@@ -41,7 +48,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.layers import positional_encoding
 from .cameras import frontal_cam2world
 from .rays import pixel_rays
 from .volume import composite
@@ -113,7 +119,8 @@ class PlaneTable:
             plane = plane + 3 * (h + 3) * (w + 3) * torch.arange(batch, device=points.device, dtype=g.dtype)[:, None, None]
         top_left = plane + g0[..., 3:] * (w + 3) + g0[..., :3]  # (B, M, 3) row of each plane's top-left corner
         corners = _CORNERS.to(points.device)
-        index = top_left[..., None].long() + (corners[:, 0] * (w + 3) + corners[:, 1])  # (B, M, 3, 4)
+        # int32 rows: building int64 ones costs more than the gather itself.
+        index = top_left[..., None].int() + (corners[:, 0] * (w + 3) + corners[:, 1]).int()  # (B, M, 3, 4)
         fx, fy = frac[..., :3], frac[..., 3:]  # (B, M, 3)
         gx, gy = 1 - fx, 1 - fy
         weight = torch.stack([gy * gx, gy * fx, fy * gx, fy * fx], dim=-1)  # (B, M, 3, 4) in the order of _CORNERS
@@ -277,12 +284,58 @@ class SplitConv(nn.Module):
         self.split = per_frame_channels
 
     def cache(self, per_identity: torch.Tensor) -> torch.Tensor:
+        """The per-identity half, channels-last like the per-frame half it is added to (an add across layouts is
+        several times slower)."""
         conv = self.conv
-        return F.conv2d(per_identity, conv.weight[:, self.split :], conv.bias, conv.stride, conv.padding)
+        cached = F.conv2d(per_identity, conv.weight[:, self.split :], conv.bias, conv.stride, conv.padding)
+        return cached.contiguous(memory_format=torch.channels_last)
 
     def forward(self, per_frame: torch.Tensor, cached: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         return F.conv2d(per_frame, conv.weight[:, : self.split], None, conv.stride, conv.padding).add_(cached)
+
+    def upsampled(self, low: torch.Tensor, cached: torch.Tensor, folded: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` of the x2 bilinear upsampling of ``low``, by :func:`upsampled_conv` (``folded`` is
+        :func:`fold_upsampling` of the per-frame half of the weight)."""
+        return upsampled_conv(low, self.conv.weight[:, : self.split], folded).add_(cached)
+
+
+# How a 3x3 convolution's row taps (-1, 0, +1) read a x2 bilinear upsampling (align_corners=False) of rows
+# (i-1, i, i+1), for the even (phase 0) and odd (phase 1) output rows 2i + phase: _UPSAMPLE_TAPS[phase, tap, row].
+_UPSAMPLE_TAPS = torch.tensor(
+    [
+        [[0.75, 0.25, 0.0], [0.25, 0.75, 0.0], [0.0, 0.75, 0.25]],
+        [[0.25, 0.75, 0.0], [0.0, 0.75, 0.25], [0.0, 0.25, 0.75]],
+    ]
+)
+
+
+def fold_upsampling(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 convolution's weight (Co, Ci, 3, 3) -> the weights (4 Co, Ci, 3, 3) that give its output on a x2
+    bilinear upsampling directly from the low-resolution input, one block of Co channels per output phase
+    (row parity, column parity): see :func:`upsampled_conv`."""
+    taps = _UPSAMPLE_TAPS.to(weight)
+    folded = torch.einsum("ayp,bxq,oiyx->aboipq", taps, taps, weight)  # (2, 2, Co, Ci, 3, 3)
+    return folded.reshape(4 * weight.shape[0], *weight.shape[1:])
+
+
+def upsampled_conv(low: torch.Tensor, weight: torch.Tensor, folded: torch.Tensor) -> torch.Tensor:
+    """``conv2d(interpolate(low, scale_factor=2, mode="bilinear"), weight, padding=1)`` without building the
+    upsampled image: ``folded`` (:func:`fold_upsampling` of ``weight``) convolves the low-resolution input (N, Ci,
+    H, W), edge-replicated as the interpolation clamps, into the four output phases, which are interleaved into
+    (N, Co, 2H, 2W) (channels-last). The one-pixel outer ring, where the convolution's zero padding of the
+    upsampled image differs from the replicated edge, is computed the plain way on two-row strips."""
+    n, _, height, width = low.shape
+    channels = weight.shape[0]
+    phases = F.conv2d(F.pad(low, (1, 1, 1, 1), mode="replicate"), folded)  # (N, 4 Co, H, W), channels (row, col, Co)
+    interleaved = phases.permute(0, 2, 3, 1).reshape(n, height, width, 2, 2, channels).permute(0, 1, 3, 2, 4, 5)  # (N, H, 2, W, 2, Co)
+    out = interleaved.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)  # (N, Co, 2H, 2W)
+    plain = lambda strip: F.conv2d(F.interpolate(strip, scale_factor=2.0, mode="bilinear", align_corners=False), weight, padding=1)  # noqa: E731
+    out[:, :, :1] = plain(low[:, :, :2])[:, :, :1]
+    out[:, :, -1:] = plain(low[:, :, -2:])[:, :, -1:]
+    out[:, :, :, :1] = plain(low[:, :, :, :2])[:, :, :, :1]
+    out[:, :, :, -1:] = plain(low[:, :, :, -2:])[:, :, :, -1:]
+    return out
 
 
 @dataclass
@@ -296,7 +349,7 @@ class PointMLPs:
     """
 
     disp_context: Optional[torch.Tensor]  # (Cd or A, H), with disp_bias (H,); None in mode "none"
-    disp_position: Optional[torch.Tensor]  # (3 * (1 + 2L), H)
+    disp_position: Optional[Tuple[torch.Tensor, ...]]  # rows of x (3, H), and of sin and cos (3L, H) each when L > 0
     disp_bias: Optional[torch.Tensor]
     disp_hidden: Optional[Tuple[torch.Tensor, torch.Tensor]]  # (H, H), (H,)
     disp_out: Optional[Tuple[torch.Tensor, torch.Tensor]]  # (H, 3), (3,)
@@ -314,11 +367,17 @@ class PointMLPs:
         if deformation_field.config.mode == "none":
             return cls(None, None, None, None, None, dec_in, dec_density, dec_features)
         layers = deformation_field.displacement_mlp  # Linear, SiLU, Linear, SiLU, Linear
-        position_dim = 3 * (1 + 2 * deformation_field.config.position_frequencies)
-        w1 = layers[0].weight  # (H, context + position): the MLP reads cat([context, position])
-        split = w1.shape[1] - position_dim
+        num_frequencies = deformation_field.config.position_frequencies
+        w1 = layers[0].weight  # (H, context + position): the MLP reads cat([context, positional_encoding(x)])
+        split = w1.shape[1] - 3 * (1 + 2 * num_frequencies)
         context, bias = as_mm(w1[:, :split], layers[0].bias)
-        position = w1[:, split:].t().to(dtype).contiguous()
+        # positional_encoding's layout: [x (3) | per axis d: sin of its L angles, cos of its L angles].
+        position = w1[:, split:].t()  # (3 (1 + 2L), H)
+        rows = [position[:3]]
+        if num_frequencies:
+            per_axis = position[3:].reshape(3, 2, num_frequencies, -1)  # (3, sin | cos, L, H)
+            rows += [per_axis[:, 0].flatten(0, 1), per_axis[:, 1].flatten(0, 1)]  # (3L, H) each, axis-major
+        position = tuple(r.to(dtype).contiguous() for r in rows)
         return cls(context, position, bias, as_mm(layers[2].weight, layers[2].bias), as_mm(layers[4].weight, layers[4].bias), dec_in, dec_density, dec_features)
 
 
@@ -332,6 +391,8 @@ class FastIdentity:
             the samples of each ray, and a ray that meets none is not evaluated.
         unet_identity: (3, c0, R, R) the deformation U-Net's first convolution over the identity's planes.
         sr_source: the super-resolution's first convolution of each stage over the source features.
+        sr_folded: the last stage's per-frame weights folded with the x2 upsampling before it (taken when the
+            cache is built).
         mlps: the per-point MLPs' weights as the fast path computes with them (taken when the cache is built).
     """
 
@@ -339,6 +400,7 @@ class FastIdentity:
     occupancy: OccupancyGrid
     unet_identity: Optional[torch.Tensor]
     sr_source: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    sr_folded: torch.Tensor
     mlps: PointMLPs
 
 
@@ -361,6 +423,8 @@ class FastRenderer:
             ``num_importance``).
         dtype: compute type of the per-point MLPs and the tri-plane texels (``torch.bfloat16`` or ``torch.float32``).
         occupancy_resolution: voxels per side of the identity's occupancy grid.
+        rays_per_block: rays rendered together (their samples' intermediates should fit in the CPU's cache).
+        frames_per_block: frames super-resolved together (likewise).
     """
 
     def __init__(
@@ -372,6 +436,8 @@ class FastRenderer:
         num_samples: int = 12,
         dtype: torch.dtype = torch.bfloat16,
         occupancy_resolution: int = 32,
+        rays_per_block: int = 1024,
+        frames_per_block: int = 2,
     ) -> None:
         self.audio_encoder = audio_encoder
         self.deformation_field = deformation_field
@@ -380,6 +446,8 @@ class FastRenderer:
         self.num_samples = num_samples
         self.dtype = dtype
         self.occupancy_resolution = occupancy_resolution
+        self.rays_per_block = rays_per_block
+        self.frames_per_block = frames_per_block
         sr = super_resolution
         feature_dim = renderer.config.feature_dim
         self.sr_convs = (
@@ -420,7 +488,11 @@ class FastRenderer:
         src0, src1, src2 = source_features
         sr_source = tuple(conv.cache(src) for conv, src in zip(self.sr_convs, (src2, src1, src0)))
         mlps = PointMLPs.from_modules(df, self.renderer, self.dtype)
-        return FastIdentity(triplane=table, occupancy=occupancy, unet_identity=unet_identity, sr_source=sr_source, mlps=mlps)
+        up2 = self.sr_convs[2]
+        sr_folded = fold_upsampling(up2.conv.weight[:, : up2.split])
+        return FastIdentity(
+            triplane=table, occupancy=occupancy, unet_identity=unet_identity, sr_source=sr_source, sr_folded=sr_folded, mlps=mlps
+        )
 
     # ------------------------------------------------------------------ per frame
     def deformation_planes(self, identity_slots, fast: FastIdentity, a_dri):
@@ -447,23 +519,36 @@ class FastRenderer:
         extra = (mouth_amplitude - 1) * df.config.max_displacement if df.config.mode != "none" else 0.0
         return fast.occupancy.dilated(extra)  # the grid itself when extra <= 0
 
-    def displace(self, fast: FastIdentity, points, frames, deform_planes, audio_pooled, mouth_amplitude: float) -> torch.Tensor:
-        """Points (1, M, 3) of several frames (``frames`` (M,): the frame of each point) moved by their frame's
-        mouth_amplitude * Δx."""
+    def deformation_table(self, deform_planes: Optional[torch.Tensor]) -> Optional[PlaneTable]:
+        """A chunk's deformation planes (N, 3, Cd, R, R) as one gather table in the compute dtype (None passes)."""
+        if deform_planes is None:
+            return None
+        return PlaneTable.from_planes(deform_planes.to(self.dtype), self.deformation_field.config.triplane_extent)
+
+    def displace(self, fast: FastIdentity, points, frames, deform_table, audio_pooled, mouth_amplitude: float) -> torch.Tensor:
+        """Points (M, 3) of several frames (``frames`` (M,): the frame of each point) moved by their frame's
+        mouth_amplitude * Δx; ``deform_table`` is :meth:`deformation_table` of the chunk (None for the naive
+        variant, which reads ``audio_pooled`` (N, A))."""
         df, mlps, dtype = self.deformation_field, fast.mlps, self.dtype
         if df.config.mode == "none" or mouth_amplitude == 0:
             return points
-        if deform_planes is not None:
-            table = PlaneTable.from_planes(deform_planes.to(dtype), df.config.triplane_extent)
-            context = table.lookup(points, frames[None])[0]  # (M, Cd)
+        if deform_table is not None:
+            context = deform_table.lookup(points[None], frames[None])[0]  # (M, Cd)
             hidden = torch.addmm(mlps.disp_bias, context, mlps.disp_context)  # (M, H)
         else:  # the naive variant reads a_dri per point: its share of the first layer is one row per frame
             hidden = torch.addmm(mlps.disp_bias, audio_pooled.to(dtype), mlps.disp_context)[frames]  # (M, H)
-        position = positional_encoding(points[0] / df.config.triplane_extent, df.config.position_frequencies)  # (M, 3(1+2L))
-        hidden = F.silu(hidden.addmm_(position.to(dtype), mlps.disp_position), inplace=True)
+        # The positional encoding's share of the first layer, term by term (no per-point concatenation).
+        scaled = points / df.config.triplane_extent  # (M, 3)
+        hidden.addmm_(scaled.to(dtype), mlps.disp_position[0])
+        if len(mlps.disp_position) > 1:
+            num_frequencies = df.config.position_frequencies
+            freqs = (2.0 ** torch.arange(num_frequencies, dtype=scaled.dtype, device=scaled.device)) * math.pi
+            angles = (scaled[:, :, None] * freqs).reshape(-1, 3 * num_frequencies)  # (M, 3L), axis-major
+            hidden.addmm_(angles.sin().to(dtype), mlps.disp_position[1]).addmm_(angles.cos_().to(dtype), mlps.disp_position[2])
+        hidden = F.silu(hidden, inplace=True)
         hidden = F.silu(torch.addmm(mlps.disp_hidden[1], hidden, mlps.disp_hidden[0]), inplace=True)
         raw = torch.addmm(mlps.disp_out[1], hidden, mlps.disp_out[0])  # (M, 3)
-        return points + (mouth_amplitude * df.config.max_displacement) * torch.tanh(raw.float())[None]
+        return points + (mouth_amplitude * df.config.max_displacement) * torch.tanh(raw.float())
 
     def shade(self, fast: FastIdentity, points: torch.Tensor, depths: torch.Tensor):
         """Decode and integrate the samples of K rays: points (K, S, 3) (displaced), depths (K, S, 1) ->
@@ -481,27 +566,41 @@ class FastRenderer:
         result = composite(density, density[..., :0], depths[None])
         weights = result.weights[0, ..., 0]  # (K, S), the last one zero
         per_sample = 0.5 * (weights + F.pad(weights[:, :-1], (1, 0)))  # (K, S), summing to the opacity
-        summed = torch.bmm(per_sample[:, None], sigmoid.reshape(num_rays, num_samples, sigmoid.shape[-1]).float())[:, 0]  # (K, F)
+        summed = torch.bmm(per_sample[:, None].to(sigmoid.dtype), sigmoid.reshape(num_rays, num_samples, sigmoid.shape[-1]))[:, 0].float()  # (K, F)
         features = summed * (1 + 2e-3) - 1e-3 * result.opacity[0]  # the decoder's s * (1 + 2e-3) - 1e-3, integrated
         return features, result.depth[0], result.opacity[0]
+
+    def render_rays(self, fast: FastIdentity, rays, origins, dirs, enter, leave, deform_table, audio_pooled, mouth_amplitude: float):
+        """Samples, Δx, decoding and integration of the rays numbered ``rays`` (K,) among the chunk's ``origins``,
+        ``dirs`` (B*N, 3) and occupied intervals ``enter``, ``leave`` (B*N,): (features (K, F), depth (K, 1),
+        opacity (K, 1))."""
+        num_rays, num_samples = rays.shape[0], self.num_samples
+        res = self.renderer.config.ray_resolution
+        depths = interval_depths(enter[rays], leave[rays], num_samples)  # (K, S, 1)
+        points = origins[rays, None] + dirs[rays, None] * depths  # (K, S, 3)
+        frames = (rays // (res * res)).repeat_interleave(num_samples)  # (K*S,) the frame of each point
+        points = self.displace(fast, points.reshape(num_rays * num_samples, 3), frames, deform_table, audio_pooled, mouth_amplitude)
+        return self.shade(fast, points.reshape(num_rays, num_samples, 3), depths)
 
     def render(self, fast: FastIdentity, deform_planes, audio_pooled, cam2world: torch.Tensor, mouth_amplitude: float):
         """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r)).
 
         Only the rays that cross an occupied voxel are evaluated, with their samples inside the occupied interval;
         the others see nothing, as in the reference renderer: zero features and opacity, and the reference's depth.
+        The evaluated rays go through in blocks of ``rays_per_block``, so that each block's per-point intermediates
+        stay in the CPU's cache.
         """
         cfg = self.renderer.config
         batch, res = cam2world.shape[0], cfg.ray_resolution
         origins, dirs = (t.reshape(-1, 3) for t in pixel_rays(cam2world, res, cfg.focal))  # (B*N, 3) each
         enter, leave, crossed = self.occupancy(fast, mouth_amplitude).ray_intervals(origins, dirs, cfg.ray_near, cfg.ray_far)
         rays = crossed.nonzero()[:, 0]  # (K,) the rays evaluated, frame-major
-        num_rays, num_samples = rays.shape[0], self.num_samples
-        depths = interval_depths(enter[rays], leave[rays], num_samples)  # (K, S, 1)
-        points = origins[rays, None] + dirs[rays, None] * depths  # (K, S, 3)
-        frames = (rays // (res * res)).repeat_interleave(num_samples)  # (K*S,) the frame of each point
-        points = self.displace(fast, points.reshape(1, num_rays * num_samples, 3), frames, deform_planes, audio_pooled, mouth_amplitude)
-        features, depth, opacity = self.shade(fast, points.reshape(num_rays, num_samples, 3), depths)
+        deform_table = self.deformation_table(deform_planes)
+        blocks = [
+            self.render_rays(fast, block, origins, dirs, enter, leave, deform_table, audio_pooled, mouth_amplitude)
+            for block in rays.split(self.rays_per_block)
+        ]
+        features, depth, opacity = (torch.cat(parts) for parts in zip(*blocks))  # (K, F), (K, 1), (K, 1)
 
         def to_image(values: torch.Tensor, empty: float) -> torch.Tensor:
             """Per evaluated ray (K, C) -> (B, C, r, r), the skipped rays filled with ``empty``."""
@@ -511,7 +610,14 @@ class FastRenderer:
         return to_image(features, 0.0), to_image(depth, empty_ray_depth(cfg)), to_image(opacity, 0.0)
 
     def super_resolve(self, fast: FastIdentity, features, opacity, source) -> torch.Tensor:
-        """Coarse render -> the frame (N, 3, R, R) in [-1, 1], with the source halves of the convolutions cached."""
+        """Coarse render (N, F, r, r), (N, 1, r, r) -> the frame (N, 3, R, R) in [-1, 1], ``frames_per_block``
+        frames at a time: a frame's activations at the x4 resolution (~12 MB) stay in the CPU's cache where a
+        chunk's would not (GroupNorm is per frame, so the blocks give the same frames)."""
+        step = self.frames_per_block
+        return torch.cat([self.super_resolve_block(fast, features[i : i + step], opacity[i : i + step], source) for i in range(0, features.shape[0], step)])
+
+    def super_resolve_block(self, fast: FastIdentity, features, opacity, source) -> torch.Tensor:
+        """:meth:`super_resolve` of a few frames, with the source halves of the convolutions cached."""
         sr = self.super_resolution
         coarse_conv, up1_conv, up2_conv = self.sr_convs
         cached_coarse, cached_up1, cached_up2 = fast.sr_source
@@ -521,7 +627,7 @@ class FastRenderer:
         x = silu(sr.coarse[0][1](coarse_conv(x, cached_coarse)))  # conv, GroupNorm, SiLU
         x = silu(sr.coarse[1][1](sr.coarse[1][0](x)))
         x = silu(sr.up1[1](up1_conv(up(x), cached_up1)))
-        x = silu(sr.up2[1](up2_conv(up(x), cached_up2)))
+        x = silu(sr.up2[1](up2_conv.upsampled(x, cached_up2, fast.sr_folded)))  # the x4 stage's upsampling folded in
         return sr.compose(sr.out(x), features, opacity, source).image
 
     @torch.no_grad()

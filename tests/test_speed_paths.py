@@ -61,20 +61,23 @@ def test_upsampled_conv_is_the_conv_of_the_bilinear_upsampling(size):
     assert not torch.allclose(upsampled_conv(low, weight, fold_upsampling(weight.flip(-1))), expected, atol=1e-2)
 
 
-def test_fast_frames_do_not_depend_on_the_block_sizes(active_pipe, face_crop):
-    """Rays and frames go through the fast path in blocks (for the CPU's cache); any block size gives the same
-    frames."""
+def test_fast_frames_do_not_depend_on_blocks_or_workers(active_pipe, face_crop):
+    """Rays and frames go through the fast path in blocks (for the CPU's cache), and a chunk's frames are split
+    over worker threads: any block size and any number of workers give the same frames."""
     identity = active_pipe.encode_identity(face_crop, aligned=True, fast=True)
     windows = active_pipe.encode_audio(speech_like(0.5), 3, 25.0)
     cams = pose_to_cam2world(torch.tensor([0.0, 10.0, -15.0]), torch.zeros(3), torch.zeros(3))
     engine = active_pipe.fast_renderer
-    whole = engine.render_frames(identity, identity.fast, windows, cams).frames  # the tiny chunk is one block
-    sizes = engine.rays_per_block, engine.frames_per_block
+    whole = engine.render_part(identity, identity.fast, windows, cams, 1.0).frames  # one thread; the tiny chunk is one block
+    sizes, threads = (engine.rays_per_block, engine.frames_per_block), torch.get_num_threads()
     try:
         engine.rays_per_block, engine.frames_per_block = 37, 1  # blocks that split frames and rays unevenly
+        torch.set_num_threads(2)  # two workers of 2 and 1 frames
         blocked = engine.render_frames(identity, identity.fast, windows, cams).frames
     finally:
         engine.rays_per_block, engine.frames_per_block = sizes
+        torch.set_num_threads(threads)
+    assert engine._pool_workers == 2
     assert torch.allclose(blocked, whole, atol=1e-5)
 
 @pytest.mark.parametrize("yaw", [0.0, 20.0])

@@ -28,6 +28,11 @@ from diffusers.utils import BaseOutput
 from .layers import conv_block
 
 
+def batch_of(t: torch.Tensor, n: int) -> torch.Tensor:
+    """A per-identity tensor (1 or n, ...) as a batch of n (a view when it is expanded)."""
+    return t.expand(n, *t.shape[1:]) if t.shape[0] == 1 else t
+
+
 @dataclass
 class SuperResolutionOutput(BaseOutput):
     """Attributes:
@@ -104,10 +109,9 @@ class SuperResolution(ModelMixin, ConfigMixin):
         """features (N, F, r, r), opacity (N, 1, r, r), source (1 or N, 3, 4r, 4r) -> the frame."""
         n = features.shape[0]
         src0, src1, src2 = source_features if source_features is not None else self.encode_source(source)
-        expand = lambda t: t.expand(n, -1, -1, -1) if t.shape[0] == 1 else t  # noqa: E731
-        x = self.coarse(torch.cat([features, opacity, expand(src2)], dim=1))
-        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), expand(src1)], dim=1))
-        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), expand(src0)], dim=1))
+        x = self.coarse(torch.cat([features, opacity, batch_of(src2, n)], dim=1))
+        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), batch_of(src1, n)], dim=1))
+        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), batch_of(src0, n)], dim=1))
         return self.compose(self.out(x), features, opacity, source)
 
     @staticmethod
@@ -118,12 +122,11 @@ class SuperResolution(ModelMixin, ConfigMixin):
         logit is infinite (training saw NaN gradients from it)."""
         with torch.autocast(device_type=out.device.type, enabled=False):
             out, features, opacity, source = out.float(), features.float(), opacity.float(), source.float()
-            expand = lambda t: t.expand(out.shape[0], -1, -1, -1) if t.shape[0] == 1 else t  # noqa: E731
             residual, mask_logit = out.split([3, 1], dim=1)
             size = source.shape[-2:]
             coarse_rgb = F.interpolate(features[:, :3] * 2 - 1, size=size, mode="bilinear", align_corners=False)
             coarse_alpha = F.interpolate(opacity, size=size, mode="bilinear", align_corners=False)
             # The mask starts as the render's opacity and learns to cover the source head wherever the pose moved it.
             mask = torch.sigmoid(torch.logit(coarse_alpha.clamp(1e-4, 1 - 1e-4)) + mask_logit)
-            image = mask * (coarse_rgb + residual) + (1 - mask) * expand(source)
+            image = mask * (coarse_rgb + residual) + (1 - mask) * batch_of(source, out.shape[0])
         return SuperResolutionOutput(image=image, mask=mask)

@@ -343,7 +343,9 @@ def upsampled_conv(low: torch.Tensor, weight: torch.Tensor, folded: torch.Tensor
 class PointMLPs:
     """The per-point MLPs' weights rearranged for the fast path, in its compute dtype, as (in, out) matrices for
     ``addmm``. The first layers are split by input, so no per-point concatenation is built: the displacement MLP's
-    into its context and position halves, and the decoder's last layer into the density row and the feature rows
+    into its context and position halves (the position half into the rows of x and of its sines and cosines, so
+    the positional encoding is never concatenated either), and the decoder's last layer into the density row and
+    the feature rows
     (each output contiguous; an elementwise op over a strided slice is several times slower). The decoder's
     density offset (-1) is folded into its bias; the features' affine map ``s * (1 + 2e-3) - 1e-3`` is applied
     after integration (it commutes with the weighted sum). Algebraically the same networks; only rounding differs.
@@ -421,7 +423,8 @@ class FastRenderer:
     Args:
         audio_encoder, deformation_field, renderer, super_resolution: the pipeline's components.
         num_samples: samples per ray, all inside the ray's occupied interval (the reference uses ``num_coarse`` +
-            ``num_importance``).
+            ``num_importance``). 10 on the shipped weights: frames 41.0 dB from the reference's (12: 44.9 dB), at
+            28.5 FPS where 12 gave 22.6 in the preceding bench run (``docs/performance.md``).
         dtype: compute type of the per-point MLPs and the tri-plane texels (``torch.bfloat16`` or ``torch.float32``).
         occupancy_resolution: voxels per side of the identity's occupancy grid.
         rays_per_block: rays rendered together (their samples' intermediates should fit in the CPU's cache).
@@ -434,7 +437,7 @@ class FastRenderer:
         deformation_field,
         renderer,
         super_resolution,
-        num_samples: int = 12,
+        num_samples: int = 10,
         dtype: torch.dtype = torch.bfloat16,
         occupancy_resolution: int = 32,
         rays_per_block: int = 2048,

@@ -423,8 +423,9 @@ class FastRenderer:
     Args:
         audio_encoder, deformation_field, renderer, super_resolution: the pipeline's components.
         num_samples: samples per ray, all inside the ray's occupied interval (the reference uses ``num_coarse`` +
-            ``num_importance``). 10 on the shipped weights: frames 41.0 dB from the reference's (12: 44.9 dB), at
-            28.5 FPS where 12 gave 22.6 in the preceding bench run (``docs/performance.md``).
+            ``num_importance``). 12 by default: 10 ran at 28.5 FPS (12: 22.6) with frames 41.0 dB from the
+            reference's, but cost the held-out mouth metrics (mouth-opening correlation 0.617 -> 0.486, M-LMD
+            1.62 -> 1.80 px; ``docs/performance.md``).
         dtype: compute type of the per-point MLPs and the tri-plane texels (``torch.bfloat16`` or ``torch.float32``).
         occupancy_resolution: voxels per side of the identity's occupancy grid.
         rays_per_block: rays rendered together (their samples' intermediates should fit in the CPU's cache).
@@ -437,7 +438,7 @@ class FastRenderer:
         deformation_field,
         renderer,
         super_resolution,
-        num_samples: int = 10,
+        num_samples: int = 12,
         dtype: torch.dtype = torch.bfloat16,
         occupancy_resolution: int = 32,
         rays_per_block: int = 2048,

@@ -46,7 +46,6 @@ def test_presummed_triplane_is_exact_for_one_scale_and_close_for_four():
     assert float(error.abs().mean()) < 0.15 * float(sample_multiscale(scales, points, 0.35).abs().mean())
 
 
-
 @pytest.mark.parametrize("size", [(2, 2), (5, 7), (16, 16)])
 def test_upsampled_conv_is_the_conv_of_the_bilinear_upsampling(size):
     """The folded convolution gives the super-resolution's conv(interpolate(x)) at every pixel, edges included,
@@ -79,6 +78,7 @@ def test_fast_frames_do_not_depend_on_blocks_or_workers(active_pipe, face_crop):
         torch.set_num_threads(threads)
     assert engine._pool_workers == 2
     assert torch.allclose(blocked, whole, atol=1e-5)
+
 
 @pytest.mark.parametrize("yaw", [0.0, 20.0])
 def test_fast_frames_match_the_reference(active_pipe, face_crop, yaw):

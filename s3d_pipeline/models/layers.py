@@ -18,12 +18,18 @@ def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seque
     )
 
 
+def encoding_angles(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
+    """The angles of the NeRF frequency encoding: (..., D) -> (..., D, L), x * 2^l * pi."""
+    freqs = (2.0 ** torch.arange(num_frequencies, device=x.device, dtype=x.dtype)) * math.pi
+    return x[..., None] * freqs
+
+
 def positional_encoding(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
-    """NeRF frequency encoding: (..., D) -> (..., D * (1 + 2 * num_frequencies))."""
+    """NeRF frequency encoding: (..., D) -> (..., D * (1 + 2 * num_frequencies)), laid out as
+    [x | per axis: sin of its L angles, cos of its L angles]."""
     if num_frequencies == 0:
         return x
-    freqs = (2.0 ** torch.arange(num_frequencies, device=x.device, dtype=x.dtype)) * math.pi
-    angles = x[..., None] * freqs  # (..., D, L)
+    angles = encoding_angles(x, num_frequencies)  # (..., D, L)
     enc = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(-2)
     return torch.cat([x, enc], dim=-1)
 

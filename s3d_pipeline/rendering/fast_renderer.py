@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..models.layers import encoding_angles
 from .cameras import frontal_cam2world
 from .rays import pixel_rays
 from .volume import composite
@@ -374,7 +375,7 @@ class PointMLPs:
         w1 = layers[0].weight  # (H, context + position): the MLP reads cat([context, positional_encoding(x)])
         split = w1.shape[1] - 3 * (1 + 2 * num_frequencies)
         context, bias = as_mm(w1[:, :split], layers[0].bias)
-        # positional_encoding's layout: [x (3) | per axis d: sin of its L angles, cos of its L angles].
+        # positional_encoding's layout: [x (3) | per axis: sin of its L angles, cos of its L angles].
         position = w1[:, split:].t()  # (3 (1 + 2L), H)
         rows = [position[:3]]
         if num_frequencies:
@@ -549,9 +550,7 @@ class FastRenderer:
         scaled = points / df.config.triplane_extent  # (M, 3)
         hidden.addmm_(scaled.to(dtype), mlps.disp_position[0])
         if len(mlps.disp_position) > 1:
-            num_frequencies = df.config.position_frequencies
-            freqs = (2.0 ** torch.arange(num_frequencies, dtype=scaled.dtype, device=scaled.device)) * math.pi
-            angles = (scaled[:, :, None] * freqs).reshape(-1, 3 * num_frequencies)  # (M, 3L), axis-major
+            angles = encoding_angles(scaled, df.config.position_frequencies).flatten(1)  # (M, 3L), axis-major
             hidden.addmm_(angles.sin().to(dtype), mlps.disp_position[1]).addmm_(angles.cos_().to(dtype), mlps.disp_position[2])
         hidden = F.silu(hidden, inplace=True)
         hidden = F.silu(torch.addmm(mlps.disp_hidden[1], hidden, mlps.disp_hidden[0]), inplace=True)

@@ -123,10 +123,12 @@ class SuperResolution(ModelMixin, ConfigMixin):
         with torch.autocast(device_type=out.device.type, enabled=False):
             out, features, opacity, source = out.float(), features.float(), opacity.float(), source.float()
             residual, mask_logit = out.split([3, 1], dim=1)
-            size = source.shape[-2:]
-            coarse_rgb = F.interpolate(features[:, :3] * 2 - 1, size=size, mode="bilinear", align_corners=False)
-            coarse_alpha = F.interpolate(opacity, size=size, mode="bilinear", align_corners=False)
+            # RGB and opacity upsampled as one 4-channel image (one contiguous pass instead of two strided ones).
+            coarse = torch.cat([features[:, :3] * 2 - 1, opacity], dim=1)  # (N, 4, r, r)
+            coarse_rgb, coarse_alpha = F.interpolate(coarse, size=source.shape[-2:], mode="bilinear", align_corners=False).split([3, 1], dim=1)
             # The mask starts as the render's opacity and learns to cover the source head wherever the pose moved it.
             mask = torch.sigmoid(torch.logit(coarse_alpha.clamp(1e-4, 1 - 1e-4)) + mask_logit)
-            image = mask * (coarse_rgb + residual) + (1 - mask) * batch_of(source, out.shape[0])
+            # mask * (coarse_rgb + residual) + (1 - mask) * source, in one fused multiply-add.
+            source = batch_of(source, out.shape[0])
+            image = torch.addcmul(source, mask, coarse_rgb + residual - source)
         return SuperResolutionOutput(image=image, mask=mask)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from s3d_pipeline.configs import architecture, build_components
 from s3d_pipeline.models import CrossModalDeformationField, LipSyncDiscriminator
@@ -168,3 +169,20 @@ def test_super_resolution_compositing_stays_finite_under_bf16_autocast():
     assert out.image.dtype == torch.float32
     out.image.sum().backward()
     assert torch.isfinite(opacity.grad).all() and torch.isfinite(features.grad).all()
+
+
+def test_super_resolution_composes_render_over_source_by_its_mask():
+    """The frame is mask * (upsampled render RGB + residual) + (1 - mask) * source, the mask starting at the render's
+    upsampled opacity: an opaque render shows itself, a transparent one the source, and the mask logit moves it."""
+    from s3d_pipeline.models import SuperResolution
+
+    torch.manual_seed(0)
+    features, source = torch.rand(2, 8, 4, 4), torch.rand(1, 3, 16, 16) * 2 - 1
+    residual = torch.randn(2, 3, 16, 16) * 0.1
+    rgb = F.interpolate(features[:, :3] * 2 - 1, size=(16, 16), mode="bilinear", align_corners=False)
+    for alpha, logit in ((1.0, 0.0), (0.0, 0.0), (0.5, 1.5)):
+        out = torch.cat([residual, torch.full((2, 1, 16, 16), logit)], dim=1)
+        frame = SuperResolution.compose(out, features, torch.full((2, 1, 4, 4), alpha), source)
+        mask = torch.sigmoid(torch.logit(torch.tensor(alpha).clamp(1e-4, 1 - 1e-4)) + logit)
+        torch.testing.assert_close(frame.mask, mask.expand(2, 1, 16, 16))
+        torch.testing.assert_close(frame.image, mask * (rgb + residual) + (1 - mask) * source)

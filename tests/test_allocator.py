@@ -37,7 +37,7 @@ def test_freed_buffers_stay_for_reuse():
 
 
 def test_fast_engine_applies_the_settings(monkeypatch):
-    """Building the fast engine applies them (once per process; ``S3D_NERF_MALLOC_TUNING=0`` opts out)."""
+    """Building the fast engine applies them."""
     from s3d_pipeline.configs import build_pipeline
     from s3d_pipeline.rendering import fast_renderer
 

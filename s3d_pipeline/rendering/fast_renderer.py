@@ -107,7 +107,7 @@ class PlaneTable:
         scale = points.new_tensor([w / 2] * 3 + [h / 2] * 3)
         limit = points.new_tensor([w + 1.0] * 3 + [h + 1.0] * 3)
         uv = torch.stack([x, z, x, -y, -y, z], dim=-1)  # (B, M, 6) in [-extent, extent]
-        g = torch.minimum(uv.mul_(scale / self.extent).add_(scale + 0.5), limit).clamp_min_(0.0)  # (uv + 1) * scale + 0.5
+        g = torch.minimum(uv.mul_(scale / self.extent).add_(scale + 0.5), limit).clamp_min_(0.0)  # (uv / extent + 1) * scale + 0.5
         g0 = g.floor()
         frac = g - g0  # (B, M, 6)
         plane = torch.arange(3, device=points.device, dtype=g.dtype) * ((h + 3) * (w + 3))  # (3,)

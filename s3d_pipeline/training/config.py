@@ -75,6 +75,9 @@ class TrainConfig:
         target_frames: T consecutive target frames per pair; the lip-sync loss reads windows of this length, so it
             must equal the lip-sync discriminator's ``num_frames`` when ``losses.sync`` > 0.
         lr, discriminator_lr, betas: Adam for the generator components and the image discriminator.
+        lr_warmup_steps: the learning rates rise linearly from 0 over this many steps of the run (0: none). Fresh
+            Adam moments make the first updates full-size on every weight (a step of about ``lr`` each); a
+            continuation (``--init-from``, a fresh optimiser) needs the warm-up so as not to undo what it starts from.
         patch_rays: side of the square window of the ray grid rendered per step (None: the whole grid). The
             window is rendered at the inference ray spacing and super-resolved against the matching crop of the
             source, so the super-resolution trains at the scale it runs at, for a fraction of a frame's cost.
@@ -97,6 +100,7 @@ class TrainConfig:
     target_frames: int = 5
     lr: float = 2e-4
     discriminator_lr: float = 2e-4
+    lr_warmup_steps: int = 0
     betas: Tuple[float, float] = (0.0, 0.99)
     patch_rays: Optional[int] = 32
     mouth_patch_probability: float = 0.5
@@ -118,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"unknown architecture {self.architecture!r}: choose one of {sorted(ARCHITECTURES)}")
         if self.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"mixed_precision must be 'no' or 'bf16' (never fp16), got {self.mixed_precision!r}")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be 0 (no warm-up) or more, got {self.lr_warmup_steps}")
         if self.perceptual not in ("auto", "vgg16", "random_vgg16"):
             raise ValueError(f"perceptual must be 'auto', 'vgg16' or 'random_vgg16', got {self.perceptual!r}")
         rays = self.components()["renderer"]["ray_resolution"]

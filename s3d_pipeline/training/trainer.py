@@ -74,6 +74,12 @@ SR_SCALE = 4  # the super-resolution's x4: frame pixels per ray
 
 
 # ============================================================================================= shared machinery
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Share of the configured learning rate at optimisation step ``step`` (0-based) of a run: linear from
+    1 / ``warmup_steps`` up to 1 at the end of the warm-up, 1 without one."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
 class TrainingRun:
     """What both stages share: the accelerator, checkpoints, gradient averaging, logging and the progress bar.
 
@@ -128,6 +134,9 @@ class TrainingRun:
         replicas stay identical."""
         self.average_gradients(parameters)
         if all(torch.isfinite(p.grad).all() for p in parameters if p.grad is not None):
+            factor = warmup_factor(self.step, self.config.lr_warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
             optimizer.step()
             return True
         self.skipped_updates += 1

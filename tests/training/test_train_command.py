@@ -178,3 +178,29 @@ def test_a_step_with_non_finite_gradients_leaves_the_weights_untouched(tiny_corp
     run.train_step()
     assert run.skipped_updates == 1
     assert any(not torch.equal(v, before[k]) for k, v in run.components["renderer"].state_dict().items())
+
+
+def test_learning_rate_warms_up_from_the_first_step_of_a_run(tiny_corpus, tmp_path):
+    """With lr_warmup_steps the step-k update uses (k+1)/warmup of the learning rate: Adam's first update moves
+    every weight by about the learning rate, so the first warmed-up update is a quarter of a cold one."""
+    from s3d_pipeline.training.trainer import GeneratorTraining
+
+    def first_updates(warmup, steps):
+        config = replace(get_config("tiny-no_lip_sync"), eval_every=0, sample_every=0, checkpoint_every=0, lr_warmup_steps=warmup)
+        run = GeneratorTraining(config, tiny_corpus, tmp_path / f"warmup{warmup}", max_steps=steps)
+        rates, moves = [], []
+        for step in range(steps):
+            before = torch.cat([p.detach().flatten().clone() for p in run.generator_parameters])
+            run.step = step
+            run.train_step()
+            rates.append(run.optimizer.param_groups[0]["lr"])
+            moves.append((torch.cat([p.detach().flatten() for p in run.generator_parameters]) - before).abs().max().item())
+        return config.lr, rates, moves
+
+    lr, rates, moves = first_updates(4, 6)
+    assert rates == pytest.approx([lr * f for f in (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)])
+    _, cold_rates, cold_moves = first_updates(0, 1)
+    assert cold_rates == [lr]
+    assert moves[0] == pytest.approx(0.25 * cold_moves[0], rel=0.05)
+    with pytest.raises(ValueError, match="lr_warmup_steps"):
+        replace(get_config("tiny"), lr_warmup_steps=-1)

@@ -4,7 +4,7 @@ Named configs: ``demo`` (trainable on a CPU), ``paper`` (512x512, GPU) and ``tin
 an ablation of PAPER.md's table as ``<base>-<ablation>``: ``demo-no_deformation``, ``demo-naive``,
 ``demo-concat``, ``demo-no_lip_sync``; ``<base>`` alone is the full model. A json file holds the fields of
 :class:`TrainConfig` (missing fields keep their defaults), e.g. what ``s3d-nerf train`` saves as
-``<out>/train_config.json``.
+``<out>/train_config.json``, or ``"extends"`` another such file and holds only what it changes.
 """
 
 from __future__ import annotations
@@ -204,9 +204,7 @@ def get_config(name_or_path: str, ablation: str = "") -> TrainConfig:
     ``ablation`` (a key of :data:`ABLATIONS`) applied on top: ``get_config("recipe.json", "naive")`` is that
     recipe with the naive deformation, so every row of the ablation table can share one recipe and budget."""
     if name_or_path.endswith(".json") or os.path.isfile(name_or_path):
-        if not os.path.isfile(name_or_path):
-            raise FileNotFoundError(f"training config file {name_or_path} does not exist")
-        config = TrainConfig.from_dict(json.loads(Path(name_or_path).read_text()))
+        config = TrainConfig.from_dict(read_recipe(Path(name_or_path)))
     else:
         base, _, suffix = name_or_path.partition("-")
         if base not in BASE_CONFIGS or (suffix and suffix not in ABLATIONS):
@@ -215,20 +213,42 @@ def get_config(name_or_path: str, ablation: str = "") -> TrainConfig:
     return with_ablation(config, ablation)
 
 
+def read_recipe(path: Path, _seen: Tuple[Path, ...] = ()) -> dict:
+    """The fields of a json config file. ``"extends": "other.json"`` (relative to the file) starts from that
+    file's fields and changes only those given, nested fields merged as in :func:`merge_fields`, so a recipe
+    that differs from another in a few settings says just those."""
+    if not path.is_file():
+        raise FileNotFoundError(f"training config file {path} does not exist")
+    if path.resolve() in _seen:
+        raise ValueError(f"training config {path} extends itself (through {[str(p) for p in _seen]})")
+    data = json.loads(path.read_text())
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return merge_fields(read_recipe(path.parent / parent, (*_seen, path.resolve())), data)
+
+
+def merge_fields(data: dict, changes: dict) -> dict:
+    """``data`` with ``changes`` applied, dicts merged two levels deep: ``{"losses": {"sync": 0}}`` changes
+    λ_sync only, and ``{"architecture_overrides": {"renderer": {...}}}`` keeps the renderer's other overrides."""
+    merged = copy.deepcopy(data)
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            inner = copy.deepcopy(merged.get(key, {}))
+            for sub_key, sub_value in value.items():
+                inner[sub_key] = {**inner.get(sub_key, {}), **sub_value} if isinstance(sub_value, dict) else sub_value
+            merged[key] = inner
+        else:
+            merged[key] = value
+    return merged
+
+
 def with_ablation(config: TrainConfig, ablation: str) -> TrainConfig:
-    """``config`` with one row of the paper's ablation table applied (``""`` or ``"full"``: unchanged). Nested
-    fields merge: ``{"losses": {"sync": 0}}`` changes λ_sync only, and a component's overrides keep its others."""
+    """``config`` with one row of the paper's ablation table applied (``""`` or ``"full"``: unchanged), nested
+    fields merged (:func:`merge_fields`)."""
     if ablation in ("", "full"):
         return config
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}: choose one of {['full', *sorted(ABLATIONS)]}")
-    data = asdict(copy.deepcopy(config))
-    for key, value in ABLATIONS[ablation].items():
-        if isinstance(value, dict):
-            merged = copy.deepcopy(data[key])
-            for sub_key, sub_value in value.items():
-                merged[sub_key] = {**merged.get(sub_key, {}), **sub_value} if isinstance(sub_value, dict) else sub_value
-            data[key] = merged
-        else:
-            data[key] = value
+    data = merge_fields(asdict(config), ABLATIONS[ablation])
     return TrainConfig.from_dict(data)

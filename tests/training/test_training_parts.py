@@ -76,6 +76,26 @@ def test_cpu_recipes_are_valid_and_share_the_generator_optimiser():
     assert warmup.losses.sync == 0 and warmup.losses.adversarial == 0
     assert full.losses == get_config("demo").losses  # the paper's objective
     assert replace(full, losses=warmup.losses) == warmup
+    speech = get_config(str(RECIPES / "demo_cpu_speech.json"))
+    assert (speech.lr, speech.mouth_patch_probability, speech.losses.sync) == (2e-4, 0.75, 0.03)
+    assert replace(speech, lr=warmup.lr, mouth_patch_probability=warmup.mouth_patch_probability, losses=warmup.losses) == warmup
+
+
+def test_a_recipe_extends_another_and_changes_only_what_it_names(tmp_path):
+    base = {"architecture": "tiny", "patch_rays": 8, "lr": 1e-3, "losses": {"sync": 0.0, "pixel": 2.0}, "architecture_overrides": {"renderer": {"hidden_dim": 8, "num_layers": 2}}}
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "sub").mkdir()
+    child = {"extends": "../base.json", "losses": {"sync": 0.25}, "architecture_overrides": {"renderer": {"hidden_dim": 16}}}
+    (tmp_path / "sub" / "child.json").write_text(json.dumps(child))
+    config = get_config(str(tmp_path / "sub" / "child.json"))
+    assert config.lr == 1e-3 and (config.losses.sync, config.losses.pixel) == (0.25, 2.0)
+    assert config.architecture_overrides == {"renderer": {"hidden_dim": 16, "num_layers": 2}}
+    (tmp_path / "loop.json").write_text(json.dumps({"extends": "loop.json"}))
+    with pytest.raises(ValueError, match="extends itself"):
+        get_config(str(tmp_path / "loop.json"))
+    (tmp_path / "orphan.json").write_text(json.dumps({"extends": "missing.json"}))
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        get_config(str(tmp_path / "orphan.json"))
 
 
 # ----------------------------------------------------------------------------------------------- data

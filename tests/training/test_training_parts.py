@@ -79,6 +79,11 @@ def test_cpu_recipes_are_valid_and_share_the_generator_optimiser():
     speech = get_config(str(RECIPES / "demo_cpu_speech.json"))
     assert (speech.lr, speech.mouth_patch_probability, speech.losses.sync) == (2e-4, 0.75, 0.03)
     assert replace(speech, lr=warmup.lr, mouth_patch_probability=warmup.mouth_patch_probability, losses=warmup.losses) == warmup
+    # The continuation that produced the shipped step 12,000: the speech stage at half the rate, warmed up, more L_sync.
+    cont = get_config(str(RECIPES / "demo_cpu_speech_continue.json"))
+    assert (cont.lr, cont.lr_warmup_steps, cont.losses.sync) == (1e-4, 300, 0.1)
+    assert replace(cont, lr=speech.lr, lr_warmup_steps=speech.lr_warmup_steps, losses=speech.losses,
+                   checkpoint_every=speech.checkpoint_every, keep_checkpoints=speech.keep_checkpoints) == speech
 
 
 def test_a_recipe_extends_another_and_changes_only_what_it_names(tmp_path):

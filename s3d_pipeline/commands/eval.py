@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--landmarks", default=str(DEFAULT_LANDMARKS), help="landmark regressor folder (LMD and mouth correlation)")
     parser.add_argument("--sync-checkpoint", default=None, help="pipeline or lip-sync folder whose discriminator scores sync (default: the checkpoint's own)")
     parser.add_argument("--report", default=None, help="also write the full result, per clip, to this JSON file")
+    parser.add_argument("--samples", default=None, help="also write a PNG of ground truth above the model's frames 0, 15, 30, 45, 60 for the first two clips")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fast", action="store_true", help="render with the fast engine instead of the reference path (see `s3d-nerf bench` for their PSNR)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
@@ -55,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.harness import Evaluator, landmark_detector_note
     from ..evaluation.landmarks import LandmarkRegressor
     from ..evaluation.metrics import lpips_metric
+    from ..evaluation.sample_sheet import SampleSheet
 
+    for flag, target in (("--report", args.report), ("--samples", args.samples)):
+        if target and not Path(target).resolve().parent.is_dir():
+            print(f"error: {flag} {target}: its folder does not exist; create it first (checked before the evaluation runs)")
+            return 2
     log = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
     clips = _held_out_clips(args)[: args.max_clips]
     pipe = S3DNeRFPipeline.from_pretrained(args.checkpoint)
@@ -64,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
     landmarks = LandmarkRegressor.from_pretrained(landmarks_dir, use_safetensors=True) if (landmarks_dir / "config.json").is_file() else None
     lpips, lpips_note = lpips_metric()
     sync = _sync_model(args.sync_checkpoint) if args.sync_checkpoint else pipe.lip_sync
-    evaluator = Evaluator(pipe=pipe, sync=sync.eval(), landmarks=landmarks, lpips=lpips, batch_size=args.batch_size, fast=args.fast, log=log)
+    samples = SampleSheet() if args.samples else None
+    evaluator = Evaluator(pipe=pipe, sync=sync.eval(), landmarks=landmarks, lpips=lpips, batch_size=args.batch_size, fast=args.fast, samples=samples, log=log)
     result = evaluator.evaluate(clips)
+    if samples is not None:
+        samples.save(Path(args.samples))
     result["info"] = {
         "checkpoint": str(args.checkpoint),
         "clips": len(clips),

@@ -24,6 +24,7 @@ from ..pipeline_s3d_nerf import Identity, S3DNeRFPipeline
 from ..rendering.cameras import cam2world_to_pose, relative_cam2world
 from . import metrics
 from .landmarks import DETECTOR_NAME, LandmarkRegressor
+from .sample_sheet import SampleSheet
 
 VARIANTS = ("model", "ground_truth", "static", "shuffled")
 METRICS = ("ssim", "ssim_source_view", "psnr", "lpips", "f_lmd", "m_lmd", "cpbd", "sync_conf", "sync_offset", "mouth_corr")
@@ -43,6 +44,7 @@ class Evaluator:
         batch_size: frames rendered together.
         fast: render the model with the fast engine (:mod:`s3d_pipeline.rendering.fast_renderer`) instead of the
             reference path; ``s3d-nerf bench`` reports the PSNR between the two.
+        samples: when set, collects the model's frames beside the ground truth for a picture of the results.
     """
 
     pipe: S3DNeRFPipeline
@@ -51,6 +53,7 @@ class Evaluator:
     lpips: Optional[Callable[[np.ndarray, np.ndarray], float]] = None
     batch_size: int = 8
     fast: bool = False
+    samples: Optional[SampleSheet] = None
     log: Callable[[str], None] = print
 
     def render(self, identity: Identity, poses: torch.Tensor, audio: np.ndarray, fps: float) -> np.ndarray:
@@ -94,6 +97,8 @@ class Evaluator:
         model = self.render(identity, poses, clip.audio, clip.meta.fps)
         shuffled = self.render(identity, poses, _fit_length(other_audio, clip.audio.size), clip.meta.fps)
         static = np.repeat(frames_gt[:1], len(frames_gt), axis=0)
+        if self.samples is not None:
+            self.samples.add(frames_gt, model)
         out = {
             "model": self.score(model, clip, frames_gt, landmarks_gt, opening_gt),
             "ground_truth": self.score(frames_gt, clip, frames_gt, landmarks_gt, opening_gt),

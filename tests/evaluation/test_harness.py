@@ -82,3 +82,22 @@ def test_fast_evaluation_renders_the_same_model(tiny_pipe, clips):
         frames[fast] = evaluator.render(identity, poses, clip.audio, clip.meta.fps)
     assert frames[True].shape == frames[False].shape
     assert 30.0 < psnr(frames[True], frames[False]) < 100.0  # close, yet really the other engine
+
+
+def test_eval_writes_a_sample_sheet_of_ground_truth_above_the_model(tiny_pipe, clips, tmp_path):
+    """--samples: two rows per clip (ground truth, then the model's render), one column per frame that exists."""
+    import PIL.Image
+
+    tiny_pipe.save_pretrained(tmp_path / "ckpt")
+    args = ["eval", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(clips), "--landmarks", str(tmp_path / "none"), "--json"]
+    assert main(args + ["--samples", str(tmp_path / "missing" / "s.png")]) == 2  # refused before rendering anything
+    assert not (tmp_path / "missing").exists()
+    assert main(args + ["--samples", str(tmp_path / "s.png")]) == 0
+    sheet = np.asarray(PIL.Image.open(tmp_path / "s.png"))
+    size = tiny_pipe.resolution
+    assert sheet.shape == (4 * size, 1 * size, 3)  # 12-frame clips: of frames 0, 15, 30, ... only frame 0 exists
+    first = read_clip(list_clips(clips)[0], load_depth=False)
+    gt_tile, model_tile = sheet[:size].astype(float), sheet[size : 2 * size].astype(float)
+    resized = np.asarray(PIL.Image.fromarray(first.rgb[0]).resize((size, size), PIL.Image.BILINEAR)).astype(float)
+    assert np.abs(gt_tile - resized).mean() < 8  # the ground-truth row is the clip's own frame
+    assert np.abs(model_tile - gt_tile).mean() > 1  # the model's row is a render, not a copy

@@ -204,3 +204,23 @@ def test_learning_rate_warms_up_from_the_first_step_of_a_run(tiny_corpus, tmp_pa
     assert moves[0] == pytest.approx(0.25 * cold_moves[0], rel=0.05)
     with pytest.raises(ValueError, match="lr_warmup_steps"):
         replace(get_config("tiny"), lr_warmup_steps=-1)
+
+
+def test_mixed_precision_override_and_the_slow_bf16_warning(tiny_corpus, run_with_syncnet, tmp_path, monkeypatch, capsys):
+    """--mixed-precision overrides the recipe (and is what the run records); bf16 on a CPU without native bf16
+    warns that it is slow and says what to pass instead."""
+    from accelerate.state import AcceleratorState
+
+    import s3d_pipeline.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    AcceleratorState._reset_state(reset_partial_state=True)  # accelerate keeps one precision per process
+    config = write_config(tmp_path / "bf16.json", mixed_precision="bf16")
+    common = ["train", "--config", config, "--data", str(tiny_corpus), "--syncnet", str(run_with_syncnet / "syncnet" / "lip_sync"), "--max-steps", "0"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 0
+    assert "--mixed-precision no" in capsys.readouterr().out
+    assert json.loads((tmp_path / "a" / "train_config.json").read_text())["mixed_precision"] == "bf16"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert main(common + ["--out", str(tmp_path / "b"), "--mixed-precision", "no"]) == 0
+    assert "no native bf16" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["mixed_precision"] == "no"

@@ -30,16 +30,19 @@ from .audio import SAMPLE_RATE
 from .paths import DEFAULT_CHECKPOINT, DEFAULT_IMAGE
 
 STAGES = ("audio", "deformation", "rendering", "super_resolution", "to_uint8")
+FAST_DTYPES = ("bfloat16", "float32")
 
 
 @dataclass
 class BenchSetup:
-    """What to measure: a named random-weight config or a checkpoint folder."""
+    """What to measure: a named random-weight config or a checkpoint folder; ``fast_dtype`` ("bfloat16" or
+    "float32") overrides the fast engine's hardware-chosen compute type (:mod:`s3d_pipeline.hardware`)."""
 
     config: Optional[str] = None
     checkpoint: str = str(DEFAULT_CHECKPOINT)
     threads: int = 2
     as_shipped: bool = False
+    fast_dtype: Optional[str] = None
 
 
 def load_pipeline(setup: BenchSetup):
@@ -55,6 +58,8 @@ def load_pipeline(setup: BenchSetup):
     pipe.set_progress_bar_config(disable=True)
     if not setup.as_shipped:
         activate_zero_layers(pipe)
+    if setup.fast_dtype:
+        pipe.fast_renderer.dtype = getattr(torch, setup.fast_dtype)  # read when an identity is prepared
     return pipe
 
 
@@ -158,6 +163,8 @@ def peak_rss_subprocess(setup: BenchSetup, seconds: float, batch_size: int) -> f
     cmd += ["--config", setup.config] if setup.config else ["--checkpoint", setup.checkpoint]
     if setup.as_shipped:
         cmd.append("--as-shipped")
+    if setup.fast_dtype:
+        cmd += ["--fast-dtype", setup.fast_dtype]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -260,8 +267,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--as-shipped", action="store_true")
+    parser.add_argument("--fast-dtype", choices=FAST_DTYPES, default=None)
     args = parser.parse_args(argv)
-    setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped)
+    setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped, fast_dtype=args.fast_dtype)
     print(json.dumps({"seconds": args.peak_rss, "peak_rss_mb": measure_peak_rss(setup, args.peak_rss, args.batch_size)}))
     return 0
 

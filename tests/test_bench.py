@@ -16,7 +16,7 @@ def test_peak_rss_is_measured_for_10_and_60_seconds_by_default():
 
 def test_bench_json_reports_every_measurement():
     cmd = [sys.executable, "-m", "s3d_pipeline.cli", "bench", "--config", "tiny", "--json",
-           "--frames", "4", "--reference-frames", "4", "--batch-size", "4", "--repeats", "1", "--rss-seconds", "1", "6"]  # short lengths keep the test fast  # fmt: skip
+           "--frames", "4", "--reference-frames", "4", "--batch-size", "4", "--repeats", "1", "--rss-seconds", "1", "6", "--fast-dtype", "bfloat16"]  # short lengths keep the test fast  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert REQUIRED <= set(report)
@@ -24,3 +24,4 @@ def test_bench_json_reports_every_measurement():
     assert report["psnr_vs_reference"] > 30
     assert set(report["stages_ms"]) == {"audio", "deformation", "rendering", "super_resolution", "to_uint8"}
     assert report["peak_rss_mb_6s"] >= report["peak_rss_mb_1s"] > 0
+    assert report["config"]["fast_dtype"] == "bfloat16"  # asked for, whatever this CPU would have chosen

@@ -176,3 +176,16 @@ def test_a_mouth_amplitude_above_one_grows_the_grid(balls):
     assert grown.occupied.sum() > fast.occupancy.occupied.sum()
     assert grown.occupied[fast.occupancy.occupied].all()
     assert engine.occupancy(fast, 0.5) is fast.occupancy
+
+
+def test_compute_type_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
+    """Emulated bf16 is ~20x slower than fp32 on a CPU without AVX512-BF16/AMX, so the engine falls back to fp32
+    there; an explicit dtype is kept either way."""
+    import s3d_pipeline.hardware as hardware
+
+    pipe = build_pipeline("tiny")
+    parts = (pipe.audio_encoder, pipe.deformation_field, pipe.renderer, pipe.super_resolution)
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda native=native: native)
+        assert FastRenderer(*parts).dtype == expected
+        assert FastRenderer(*parts, dtype=torch.bfloat16).dtype == torch.bfloat16

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rss-seconds", type=float, nargs=2, default=(10.0, 60.0), metavar=("SHORT", "LONG"), help="speech lengths for peak RSS")
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--fast-dtype", choices=("bfloat16", "float32"), default=None, help="the fast engine's compute type (default: bfloat16 where the CPU computes bf16 natively, else float32)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
 
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..benchmark import BenchSetup, run_benchmark
 
-    setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped)
+    setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped, fast_dtype=args.fast_dtype)
     result = run_benchmark(
         setup,
         frames=args.frames,

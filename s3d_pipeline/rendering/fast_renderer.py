@@ -22,7 +22,8 @@ between the two) and moves all per-identity work out of the per-frame loop:
   (the deformation U-Net's input, the super-resolution's source features) it is split by linearity:
   the per-identity part is convolved once and cached. The U-Net's per-frame condition is convolved once per
   frame instead of once per plane.
-* **bf16 per-point MLPs, rearranged** (:class:`PointMLPs`): the displacement and decoder MLPs run in bf16 on
+* **bf16 per-point MLPs, rearranged** (:class:`PointMLPs`): the displacement and decoder MLPs run in bf16 (where
+  the hardware computes bf16; float32 elsewhere, see :mod:`s3d_pipeline.hardware`) on
   weights converted once per identity, their first layers split by input so that no per-point concatenation is
   built, the decoder's outputs computed as contiguous density and feature blocks, activations in place. The
   tri-plane texels are bf16 too; texel coordinates and the transmittance products stay fp32 (the features'
@@ -51,6 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..hardware import fast_compute_dtype
 from ..models.layers import encoding_angles
 from .allocator import retain_freed_memory
 from .cameras import frontal_cam2world
@@ -427,7 +429,8 @@ class FastRenderer:
             ``num_importance``). 12 by default: 10 ran at 28.5 FPS (12: 22.6) with frames 41.0 dB from the
             reference's, but cost the held-out mouth metrics (mouth-opening correlation 0.617 -> 0.486, M-LMD
             1.62 -> 1.80 px; ``docs/performance.md``).
-        dtype: compute type of the per-point MLPs and the tri-plane texels (``torch.bfloat16`` or ``torch.float32``).
+        dtype: compute type of the per-point MLPs and the tri-plane texels (``torch.bfloat16`` or ``torch.float32``);
+            by default bf16 where the hardware computes it and float32 elsewhere (:mod:`s3d_pipeline.hardware`).
         occupancy_resolution: voxels per side of the identity's occupancy grid.
         rays_per_block: rays rendered together (their samples' intermediates should fit in the CPU's cache).
         frames_per_block: frames super-resolved together (likewise).
@@ -440,7 +443,7 @@ class FastRenderer:
         renderer,
         super_resolution,
         num_samples: int = 12,
-        dtype: torch.dtype = torch.bfloat16,
+        dtype: Optional[torch.dtype] = None,
         occupancy_resolution: int = 32,
         rays_per_block: int = 2048,
         frames_per_block: int = 2,
@@ -451,7 +454,7 @@ class FastRenderer:
         self.renderer = renderer
         self.super_resolution = super_resolution
         self.num_samples = num_samples
-        self.dtype = dtype
+        self.dtype = dtype or fast_compute_dtype(next(renderer.parameters()).device)
         self.occupancy_resolution = occupancy_resolution
         self.rays_per_block = rays_per_block
         self.frames_per_block = frames_per_block

@@ -43,6 +43,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..configs import COMPONENTS, build_components
+from ..hardware import cpu_has_native_bf16
 from ..data.framing import MOUTH_CENTER
 from ..models import LipSyncDiscriminator
 from ..models.deformation_field import IdentitySlots
@@ -78,12 +79,6 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     """Share of the configured learning rate at optimisation step ``step`` (0-based) of a run: linear from
     1 / ``warmup_steps`` up to 1 at the end of the warm-up, 1 without one."""
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware; without it, autocast's bf16 kernels are emulated and slow
-    (measured on an AVX2-only 2-core machine: a demo warm-up step 23 s with bf16, 1.2 s in fp32)."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 class TrainingRun:

@@ -11,6 +11,8 @@ from ..paths import DEFAULT_CHECKPOINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..benchmark import FAST_DTYPES
+
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="pipeline folder to measure")
     parser.add_argument("--config", default=None, help="measure a named architecture with random weights instead (demo, paper, tiny)")
     parser.add_argument("--as-shipped", action="store_true", help="keep zero-initialised output layers at zero (see benchmark.load_pipeline)")
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rss-seconds", type=float, nargs=2, default=(10.0, 60.0), metavar=("SHORT", "LONG"), help="speech lengths for peak RSS")
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--fast-dtype", choices=("bfloat16", "float32"), default=None, help="the fast engine's compute type (default: bfloat16 where the CPU computes bf16 natively, else float32)")
+    parser.add_argument("--fast-dtype", choices=FAST_DTYPES, default=None, help="the fast engine's compute type (default: bfloat16 where the CPU computes bf16 natively, else float32)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
 

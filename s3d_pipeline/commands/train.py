@@ -14,12 +14,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training.config import MIXED_PRECISIONS
+
     parser.add_argument("--config", default="demo", help="a named config (demo, paper, tiny, optionally -no_deformation, -naive, -concat, -no_lip_sync) or a .json file (default: demo)")
     parser.add_argument("--ablation", default="", help="a row of the paper's ablation table (full, no_deformation, naive, concat, no_lip_sync) applied on top of --config (e.g. a recipe .json), so the rows share one recipe")
     parser.add_argument("--data", type=Path, required=True, help="folder of clip folders (searched recursively)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, samples and the exported pipeline")
     parser.add_argument("--stage", choices=("syncnet", "generator"), default="generator", help="what to train (default: generator; run syncnet first)")
-    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default=None, help="override the config's autocast: bf16 is fast on GPUs and on CPUs with AVX512-BF16 or AMX, about 20x slower than no (fp32) on other CPUs")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default=None, help="override the config's autocast: bf16 is fast on GPUs and on CPUs with AVX512-BF16 or AMX, about 20x slower than no (fp32) on other CPUs")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage in --out")
     parser.add_argument("--syncnet", type=Path, default=None, help="pretrained lip-sync discriminator folder (default: <out>/syncnet/lip_sync)")

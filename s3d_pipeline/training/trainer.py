@@ -43,8 +43,8 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..configs import COMPONENTS, build_components
-from ..hardware import cpu_has_native_bf16
 from ..data.framing import MOUTH_CENTER
+from ..hardware import cpu_has_native_bf16
 from ..models import LipSyncDiscriminator
 from ..models.deformation_field import IdentitySlots
 from ..pipeline_s3d_nerf import S3DNeRFPipeline

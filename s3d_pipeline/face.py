@@ -54,6 +54,7 @@ RIGHT_EYE = slice(36, 42)  # the subject's right eye, on the image's left
 LEFT_EYE = slice(42, 48)
 OUTER_LIP = slice(48, 60)
 INNER_FACE = slice(17, 68)  # brows, nose, eyes, lips: stable under pose, unlike the jaw's visible contour
+NOSE_AND_EYES = slice(27, 48)  # move with the skull only: speech and expressions leave them in place
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Per video, in two decoding passes so memory stays flat in the video's length:
 
 1. Track the face (full-frame detection until found, then a search around the last box) and get 68 landmarks
-   per frame in video pixels; frames where the face is lost are interpolated from their neighbours.
+   per frame in video pixels. Frames where the face is lost, and frames whose whole face jumps away from its
+   neighbours and back (a detector slip, see :func:`reject_jumps`), are interpolated from their neighbours.
 2. Smooth the eye-centre and mouth-centre tracks over time (a Gaussian of ``smoothing`` frames) so the crop
    does not jitter with the detector, warp every frame into the model's framing with
    :func:`s3d_pipeline.face.alignment_transform`, estimate its head pose (PnP of the mean 3D face, as for
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from ..errors import FaceNotFoundError, FaceTooSmallError, S3DNeRFError
 from ..face import (
     MIN_FACE_SIZE,
+    NOSE_AND_EYES,
     FaceBackend,
     FaceBox,
     apply_affine,
@@ -55,6 +57,9 @@ class PreprocessConfig:
         segment_seconds: a video is cut into clips of at most this length.
         min_seconds: shorter leftovers at a video's end are dropped.
         smoothing: standard deviation, in frames, of the temporal smoothing of the crop and the pose.
+        jump_tolerance: a frame whose nose and eyes sit further than this fraction of the eye-to-mouth distance
+            from the median of the frames around it (or whose face scale differs from it by this fraction) is a
+            detector slip; its landmarks are replaced by interpolation. 0 turns the check off.
         max_missing: a video is skipped when the face is lost in more than this fraction of frames.
         face_backend: see :func:`s3d_pipeline.face.get_face_backend`.
     """
@@ -64,6 +69,7 @@ class PreprocessConfig:
     segment_seconds: float = 10.0
     min_seconds: float = 0.5
     smoothing: float = 2.0
+    jump_tolerance: float = 0.1
     max_missing: float = 0.2
     face_backend: str = "auto"
 
@@ -131,6 +137,35 @@ def track_landmarks(frames: Iterable[np.ndarray], backend: FaceBackend) -> Tuple
     return np.asarray(landmarks, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
 
 
+def reject_jumps(landmarks: np.ndarray, tolerance: float, window: int = 5) -> np.ndarray:
+    """Mark frames whose whole face jumps away from its neighbours as lost: (N, 68, 2) -> (N, 68, 2), NaN there.
+
+    A head moves smoothly at video rates, so its rigid part (nose and eyes, which speech does not move) stays
+    close to the running median of the ``window`` frames around it. A face detector does slip for a frame or two
+    by several pixels; with box-placed landmarks that moves every landmark, and a training clip would show it as
+    jitter of the whole face. The check looks only at the rigid part's position and scale, so lips and jaw, which
+    do move fast with speech, never trigger it. At a clip's ends the window repeats the end frame, so fast
+    smooth motion there is not taken for a slip (a slip on the very first or last frame goes unnoticed).
+    Expects gap-free landmarks.
+    """
+    if tolerance <= 0 or len(landmarks) < 3:
+        return landmarks
+    rigid = landmarks[:, NOSE_AND_EYES]  # (N, 21, 2)
+    centre = rigid.mean(1)  # (N, 2)
+    spread = np.linalg.norm(rigid - centre[:, None], axis=-1).mean(1)  # (N,) scale of the rigid part
+    eyes, mouth = eye_and_mouth_centres(landmarks)
+    eye_to_mouth = float(np.median(np.linalg.norm(mouth - eyes, axis=-1)))
+    size = (min(window, len(landmarks)), 1)
+    shift = np.linalg.norm(centre - median_filter(centre, size=size, mode="nearest"), axis=-1) / eye_to_mouth
+    rescale = np.abs(spread / median_filter(spread[:, None], size=size, mode="nearest")[:, 0] - 1.0)
+    jumped = (shift > tolerance) | (rescale > tolerance)
+    if jumped.all():
+        return landmarks
+    rejected = landmarks.copy()
+    rejected[jumped] = np.nan
+    return rejected
+
+
 def smooth_crops(landmarks: np.ndarray, resolution: int, sigma: float) -> np.ndarray:
     """Per-frame (N, 2, 3) transforms video pixels -> crop pixels, from eye/mouth tracks smoothed over time."""
     eyes, mouth = eye_and_mouth_centres(landmarks)  # (N, 2) each
@@ -163,6 +198,8 @@ def preprocess_video(video: Path, out_dir: Path, config: PreprocessConfig, backe
     face_size = float(np.nanmedian(sizes))
     if face_size < MIN_FACE_SIZE:
         raise FaceTooSmallError(f"the face in {video.name} is {face_size:.0f} px across; at least {MIN_FACE_SIZE} px is needed")
+    raw_landmarks = reject_jumps(_fill_gaps(raw_landmarks), config.jump_tolerance)
+    slipped = float(np.isnan(raw_landmarks[:, 0, 0]).mean())
     raw_landmarks = _fill_gaps(raw_landmarks)
 
     # 2. Stable crops, per-frame landmarks in crop pixels and head poses.
@@ -204,6 +241,7 @@ def preprocess_video(video: Path, out_dir: Path, config: PreprocessConfig, backe
                         "source_fps": info.fps,
                         "face_backend": backend.name,
                         "face_missing_fraction": missing,
+                        "face_slip_fraction": slipped,
                     },
                 )
                 name = f"{video.stem}_{len(result.clips):03d}"

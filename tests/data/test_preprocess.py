@@ -43,6 +43,7 @@ def test_preprocess_writes_valid_clips_and_skips_bad_videos(videos, tmp_path, ca
     (path,) = list_clips(out)
     clip = read_clip(path)
     assert clip.meta.source == "real" and clip.meta.identity == "talk" and clip.meta.extra["face_backend"] == "offline"
+    assert clip.meta.extra["face_slip_fraction"] < 0.1  # a slip is a rare frame, not the track
     assert clip.rgb.shape == (FRAMES, 128, 128, 3)
     assert len(clip.audio) == FRAMES * AUDIO_SAMPLE_RATE // FPS
     landmarks = clip.landmarks  # (N, 68, 2) crop pixels
@@ -51,6 +52,30 @@ def test_preprocess_writes_valid_clips_and_skips_bad_videos(videos, tmp_path, ca
     # The crop follows the moving face: per frame, eyes and mouth stay near the framing despite the motion.
     assert np.abs(eyes - EYE_CENTER).max() < 0.03 and np.abs(mouth - MOUTH_CENTER).max() < 0.03
     np.testing.assert_allclose(np.linalg.norm(clip.cam2world[:, :3, 3], axis=-1), 2.7, atol=1e-4)  # on the camera sphere
+
+
+def test_jump_rejection_drops_detector_slips_and_keeps_speech_and_smooth_motion():
+    from s3d_pipeline.data.preprocess import reject_jumps
+    from s3d_pipeline.face import mean_landmarks
+
+    frames = np.arange(40)
+    face = mean_landmarks(128).astype(np.float64)  # (68, 2); eye-to-mouth distance 0.26 * 128 = 33 px
+    # A head drifting fast but smoothly: 5 px a frame sideways (0.15 eye-to-mouth), slowly zooming.
+    scale = 1.0 + 0.1 * np.sin(frames / 6)
+    track = (face - 64) * scale[:, None, None] + 64 + np.stack([5.0 * frames, 3 * np.sin(frames / 3)], -1)[:, None]
+    assert not np.isnan(reject_jumps(track, 0.1)).any()
+
+    speech = track.copy()
+    speech[10, 48:68, 1] += 10.0  # the mouth opens wide for one frame; jaw and lips jump, nose and eyes stay
+    speech[10, 5:12, 1] += 10.0
+    assert not np.isnan(reject_jumps(speech, 0.1)).any()
+
+    slipped = track.copy()
+    slipped[20] += (0.0, 6.0)  # the detector box slips 6 px (0.18 eye-to-mouth) for one frame
+    slipped[30] = (slipped[30] - slipped[30].mean(0)) * 1.15 + slipped[30].mean(0)  # and is 15% too large on another
+    lost = np.isnan(reject_jumps(slipped, 0.1)[:, 0, 0])
+    assert frames[lost].tolist() == [20, 30]
+    assert not np.isnan(reject_jumps(slipped, 0.0)).any()  # 0 turns the check off
 
 
 def test_long_videos_are_cut_into_segments(videos, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import gradio as gr
 import spaces
@@ -25,11 +26,16 @@ from s3d_pipeline.paths import ASSETS_DIR, DEFAULT_CHECKPOINT
 INTRO = """# S³D-NeRF: a talking head from one photo
 Upload a portrait and some speech (or record it, or type text), set the head pose, and generate a lip-synced
 video rendered in 3D. Every video carries a visible **AI-generated** mark and an mp4 tag saying so."""
+VIDEO_FOLDER = "s3d-nerf-videos"  # inside Gradio's cache folder
 
 
 def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
-    """The Gradio app around a loaded :class:`~s3d_pipeline.S3DNeRFPipeline`, with its queue configured."""
-    service = TalkingHeadService(pipe, config)
+    """The Gradio app around a loaded :class:`~s3d_pipeline.S3DNeRFPipeline`, with its queue configured.
+
+    Videos are written inside Gradio's own cache folder, so Gradio serves them without keeping a second copy, and
+    both its cache cleaning and the service's count limit apply to them.
+    """
+    service = TalkingHeadService(pipe, config, output_dir=Path(gr.utils.get_upload_folder()) / VIDEO_FOLDER)
 
     def request(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer) -> GenerationRequest:
         return GenerationRequest(image, audio, text, consent, yaw, pitch, roll, motion, mouth_amplitude, fps, framing, seed, renderer)
@@ -60,7 +66,8 @@ def build_demo(pipe, config: AppConfig = AppConfig()) -> gr.Blocks:
             return None, f"**No preview:** {readable(exc)}"
         return frame, "Preview of the first frame at this pose."
 
-    with gr.Blocks(title="S³D-NeRF talking head", delete_cache=(3600, 3600)) as demo:
+    cache_age = int(config.output_max_age)
+    with gr.Blocks(title="S³D-NeRF talking head", delete_cache=(cache_age, cache_age)) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):

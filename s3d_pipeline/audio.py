@@ -7,7 +7,7 @@ Features (ours, PAPER.md): 80-bin log-mel at 100 Hz (25 ms window, 10 ms hop) fr
 from __future__ import annotations
 
 import os
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ WIN_LENGTH = 400
 N_FFT = 512
 N_MELS = 80
 MEL_RATE = SAMPLE_RATE / HOP_LENGTH
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000  # outside this a 'sample rate' is a mistake, and resampling from it explodes
 
 AudioInput = Union[str, os.PathLike, Tuple[np.ndarray, int]]
 
@@ -35,17 +36,59 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
     return librosa.resample(waveform.astype(np.float32), orig_sr=sample_rate, target_sr=target_rate).astype(np.float32)
 
 
-def load_audio(audio: AudioInput) -> np.ndarray:
+def _as_float_waveform(waveform) -> np.ndarray:
+    """Samples of any numeric dtype -> float32 in [-1, 1] scale: integer PCM is divided by its full scale
+    (unsigned PCM, e.g. 8-bit WAV, is centred first); floats are kept as they are."""
+    waveform = np.asarray(waveform)
+    if waveform.dtype.kind == "u":
+        info = np.iinfo(waveform.dtype)
+        return ((waveform.astype(np.float64) - (info.max + 1) / 2) / ((info.max + 1) / 2)).astype(np.float32)
+    if waveform.dtype.kind == "i":
+        return (waveform.astype(np.float64) / (np.iinfo(waveform.dtype).max + 1)).astype(np.float32)
+    if waveform.dtype.kind in "fb":
+        return waveform.astype(np.float32)
+    raise InvalidAudioError(f"waveform samples must be integers or floats, got dtype {waveform.dtype}")
+
+
+def audio_duration(path: Union[str, os.PathLike]) -> Optional[float]:
+    """Seconds of audio a file declares in its header, without decoding it; None when the header does not say
+    (compressed formats libsndfile cannot read, or a damaged file)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(os.fspath(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 else None
+
+
+def _too_long(seconds: float, max_seconds: float) -> InvalidAudioError:
+    return InvalidAudioError(
+        f"the audio lasts {seconds:.1f} s; up to {max_seconds:g} s is accepted here. Trim it or split it into shorter clips."
+    )
+
+
+def load_audio(audio: AudioInput, max_seconds: Optional[float] = None) -> np.ndarray:
     """Any supported speech input -> (S,) float32 mono at 16 kHz.
 
     Args:
-        audio: a file path (wav, flac, ogg, mp3 through libsndfile; m4a, webm and the rest through ffmpeg), or a
-            ``(waveform, sample_rate)`` tuple with waveform (S,), (S, C) or (C, S).
+        audio: a file path (wav, flac, ogg, mp3 through libsndfile; m4a, webm, the sound track of a video and the
+            rest through ffmpeg), or a ``(waveform, sample_rate)`` tuple with waveform (S,), (S, C) or (C, S) of
+            floats in [-1, 1] or integer PCM (int16 and the like, scaled by their full range).
+        max_seconds: refuse longer audio; for a file whose header gives its length (WAV, FLAC, OGG, ...) this
+            happens before anything is decoded, so an hour-long upload costs nothing.
+
+    Raises:
+        InvalidAudioError: missing or undecodable file, no sound track, empty, NaN or infinite samples, or longer
+            than ``max_seconds``. The message says what to do.
     """
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
         if not os.path.isfile(path):
             raise InvalidAudioError(f"audio file {path!r} does not exist")
+        declared = audio_duration(path)
+        if max_seconds is not None and declared is not None and declared > max_seconds:
+            raise _too_long(declared, max_seconds)
         import soundfile as sf
 
         try:
@@ -54,19 +97,31 @@ def load_audio(audio: AudioInput) -> np.ndarray:
         except (sf.LibsndfileError, RuntimeError, TypeError):
             waveform, sample_rate = extract_audio(path, SAMPLE_RATE), SAMPLE_RATE
     elif isinstance(audio, tuple) and len(audio) == 2:
-        waveform, sample_rate = np.asarray(audio[0], dtype=np.float32), int(audio[1])
+        try:
+            sample_rate = int(audio[1])
+        except (TypeError, ValueError) as exc:
+            raise InvalidAudioError(f"the sample rate must be a whole number of Hz, got {audio[1]!r}") from exc
+        waveform = _as_float_waveform(audio[0])
         if waveform.ndim == 2:  # channels on the short axis
             waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[1] else 1)
         if waveform.ndim != 1:
             raise InvalidAudioError(f"waveform must be (samples,) or (samples, channels), got shape {waveform.shape}")
-        if sample_rate <= 0:
-            raise InvalidAudioError(f"sample rate must be positive, got {sample_rate}")
     else:
         raise InvalidAudioError(f"audio must be a file path or a (waveform, sample_rate) tuple, got {type(audio).__name__}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"the sample rate is {sample_rate} Hz; speech must be sampled at {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz "
+            "(16000 or 44100 are usual): re-export the audio"
+        )
     if waveform.size == 0:
         raise InvalidAudioError("the audio is empty: record or upload at least a second of speech")
+    if max_seconds is not None and waveform.size / sample_rate > max_seconds:
+        raise _too_long(waveform.size / sample_rate, max_seconds)
     if not np.all(np.isfinite(waveform)):
-        raise InvalidAudioError("the audio contains NaN or infinite samples")
+        raise InvalidAudioError(
+            "the audio contains NaN or infinite samples, so it is damaged: re-export it from the recording program "
+            "as WAV or MP3"
+        )
     return resample(waveform, sample_rate)
 
 

@@ -331,7 +331,9 @@ def extract_audio(path: Union[str, os.PathLike], sample_rate: int = 16000) -> np
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InvalidAudioError(f"audio file {path!r} does not exist")
-    cmd = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "-"]
+    # "file:" + an absolute path: ffmpeg would read "take:1.m4a" as protocol "take" and "concat:..." as a recipe.
+    source = "file:" + os.path.abspath(path)
+    cmd = [_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", source, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "-"]
     result = subprocess.run(cmd, capture_output=True)
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip().splitlines()

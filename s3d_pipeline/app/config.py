@@ -65,7 +65,9 @@ class AppConfig:
         concurrency_limit: videos generated at once (each uses every CPU core).
         max_queue_size: requests waiting before new ones are turned away.
         batch_size: frames rendered together.
-        output_max_age: seconds a generated video is kept on disk before it is removed.
+        output_max_age: seconds a generated video (and any upload) is kept on disk before it is removed.
+        max_kept_videos: generated videos kept on disk at most; the oldest go first. Each user's video must stay
+            until their browser has fetched it, so keep this well above ``concurrency_limit``.
     """
 
     max_audio_seconds: float = 20.0
@@ -75,3 +77,4 @@ class AppConfig:
     max_queue_size: int = 16
     batch_size: int = 8
     output_max_age: float = 3600.0
+    max_kept_videos: int = 32

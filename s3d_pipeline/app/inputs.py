@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import load_audio
 from ..errors import InvalidAudioError, InvalidImageError
 from ..face import load_image
 from .config import AppConfig
@@ -74,6 +74,19 @@ def speak(text: str, config: AppConfig, out_dir: Optional[str] = None) -> Path:
     return Path(path)
 
 
+def load_speech_file(path: str, config: AppConfig) -> np.ndarray:
+    """An uploaded or recorded speech file as (S,) float32 mono at 16 kHz, refused before decoding when its header
+    says it is longer than ``config.max_audio_seconds``.
+
+    Raises:
+        InvalidAudioError: undecodable, empty, damaged or too long; the message names the file by its base name.
+    """
+    try:
+        return load_audio(path, max_seconds=config.max_audio_seconds)
+    except InvalidAudioError as exc:
+        raise InvalidAudioError(_without_server_path(str(exc), os.fspath(path))) from exc
+
+
 def load_speech(audio_path: Optional[str], text: Optional[str], config: AppConfig, out_dir: Optional[str] = None) -> np.ndarray:
     """The speech to animate, (S,) float32 mono at 16 kHz: the uploaded or recorded file if there is one,
     else ``text`` spoken by espeak-ng.
@@ -82,24 +95,15 @@ def load_speech(audio_path: Optional[str], text: Optional[str], config: AppConfi
         InvalidAudioError: no speech given, undecodable, silent, or longer than ``config.max_audio_seconds``.
     """
     if audio_path:
-        try:
-            waveform = load_audio(audio_path)
-        except InvalidAudioError as exc:
-            raise InvalidAudioError(_without_server_path(str(exc), os.fspath(audio_path))) from exc
+        waveform = load_speech_file(audio_path, config)
     elif text and text.strip():
         spoken = speak(text, config, out_dir)
         try:
-            waveform = load_audio(spoken)
+            waveform = load_speech_file(str(spoken), config)
         finally:
             spoken.unlink(missing_ok=True)
     else:
         raise InvalidAudioError("Add speech: upload an audio file, record with the microphone, or type text to speak.")
-    seconds = waveform.size / SAMPLE_RATE
-    if seconds > config.max_audio_seconds:
-        raise InvalidAudioError(
-            f"The speech lasts {seconds:.1f} s; this demo accepts up to {config.max_audio_seconds:g} s. "
-            "Trim it, or run the pipeline locally for longer clips."
-        )
     if float(np.abs(waveform).max()) < SILENCE_PEAK:
         raise InvalidAudioError("The speech is silent: check the microphone or the file and try again.")
     return waveform

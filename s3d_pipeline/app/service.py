@@ -21,18 +21,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio, num_video_frames
+from ..audio import SAMPLE_RATE, num_video_frames
+from ..errors import FaceNotFoundError
 from ..motion import MOTION_PRESETS, head_motion
 from ..video import VideoWriter
 from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, RENDERERS, ROLL, YAW, AppConfig, InvalidControlError
 from .consent import require_consent
-from .inputs import load_portrait, load_speech
+from .inputs import load_portrait, load_speech, load_speech_file
 from .sync_report import SyncReading, read_sync, reference_confidence, sync_over_time
 from .visuals import attention_overlay, depth_preview, for_display
 from .watermark import VIDEO_METADATA, mark_frames
 
 ProgressCallback = Callable[[float, str], None]
 IDENTITY_CACHE_SIZE = 4
+VIDEO_PREFIX = "talking-head-"
 
 
 @dataclass
@@ -91,8 +93,9 @@ class TalkingHeadService:
     Args:
         pipe: an :class:`~s3d_pipeline.S3DNeRFPipeline`.
         config: the app's limits.
-        output_dir: where videos are written (a new temporary folder by default); files older than
-            ``config.output_max_age`` are removed as new ones are made.
+        output_dir: where videos are written (a new temporary folder by default). As each new video is made,
+            files older than ``config.output_max_age`` are removed, and all but the newest
+            ``config.max_kept_videos``, so disk use stays bounded however many requests come in.
     """
 
     def __init__(self, pipe, config: AppConfig = AppConfig(), output_dir: Optional[Path] = None):
@@ -110,14 +113,21 @@ class TalkingHeadService:
         """The encoded portrait (the pipeline's ``Identity``), from the cache when this image was seen recently.
 
         Raises:
-            InvalidImageError, FaceNotFoundError, FaceTooSmallError: as the pipeline reports them.
+            InvalidImageError, FaceTooSmallError: as the pipeline reports them.
+            FaceNotFoundError: in the app's words (the pipeline's hint about ``aligned=True`` means nothing here).
         """
         rgb, key = load_portrait(image)
         with self._identity_lock:
             if key in self._identities:
                 self._identities.move_to_end(key)
                 return self._identities[key]
-            identity = self.pipe.encode_identity(rgb)
+            try:
+                identity = self.pipe.encode_identity(rgb)
+            except FaceNotFoundError as exc:
+                raise FaceNotFoundError(
+                    "No face was found in the portrait. Use a well-lit photo of one face looking roughly at the camera, "
+                    "with the whole head in the picture."
+                ) from exc
             self._identities[key] = identity
             if len(self._identities) > IDENTITY_CACHE_SIZE:
                 self._identities.popitem(last=False)
@@ -165,7 +175,7 @@ class TalkingHeadService:
         frame_samples = int(round(SAMPLE_RATE / request.fps))
         snippet = np.zeros(frame_samples, dtype=np.float32)
         if request.audio:
-            waveform = load_audio(request.audio)
+            waveform = load_speech_file(request.audio, self.config)
             frames = waveform[: waveform.size // frame_samples * frame_samples].reshape(-1, frame_samples)  # (N, s)
             if len(frames):
                 snippet = frames[int(np.argmax((frames**2).mean(axis=1)))]
@@ -244,7 +254,7 @@ class TalkingHeadService:
     def _write_video(self, frames: np.ndarray, out) -> Path:
         """Frames and the speech into a new tagged mp4 in the output folder (old videos are removed first)."""
         self._remove_old_outputs()
-        fd, name = tempfile.mkstemp(prefix="talking-head-", suffix=".mp4", dir=self.output_dir)
+        fd, name = tempfile.mkstemp(prefix=VIDEO_PREFIX, suffix=".mp4", dir=self.output_dir)
         os.close(fd)  # VideoWriter replaces the file atomically when the video is complete
         path = Path(name)
         with VideoWriter(path, out.fps, audio=out.audio, sample_rate=out.sample_rate, metadata=VIDEO_METADATA) as writer:
@@ -252,7 +262,14 @@ class TalkingHeadService:
         return path
 
     def _remove_old_outputs(self) -> None:
+        """Delete outputs past their age, then the oldest beyond the count, leaving room for the one being made."""
         cutoff = time.time() - self.config.output_max_age
-        for old in self.output_dir.glob("*"):
-            if old.is_file() and old.stat().st_mtime < cutoff:
+        videos = []
+        for path in self.output_dir.glob(f"{VIDEO_PREFIX}*.mp4"):  # finished videos; not another request's temporaries
+            try:
+                videos.append((path.stat().st_mtime, path))
+            except FileNotFoundError:  # removed meanwhile (the server's cache cleaning)
+                continue
+        for rank, (mtime, old) in enumerate(sorted(videos, reverse=True)):
+            if rank >= self.config.max_kept_videos - 1 or mtime < cutoff:
                 old.unlink(missing_ok=True)

@@ -8,6 +8,32 @@ import sys
 
 from ..paths import DEFAULT_AUDIO, DEFAULT_CHECKPOINT, DEFAULT_IMAGE
 
+# The pipeline's messages name its Python arguments; on the command line the same advice names the flags.
+CLI_SPELLINGS = {"aligned=True": "--aligned", "`yaw`": "--yaw", "`pitch`": "--pitch", "`roll`": "--roll"}
+
+
+def cli_message(exc: Exception) -> str:
+    """An error's message with every Python argument it mentions replaced by the flag that sets it."""
+    message = str(exc)
+    for python, flag in CLI_SPELLINGS.items():
+        message = message.replace(python, flag)
+    return message
+
+
+def _frame_rate(text: str) -> float:
+    """``--fps``: a number of frames per second from 1 to 60 (what the pipeline renders)."""
+    value = float(text)
+    if not 1 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 60, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="portrait photo (default: the bundled example)")
@@ -17,18 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yaw", type=float, default=0.0, help="head yaw offset from the source pose, degrees (±30)")
     parser.add_argument("--pitch", type=float, default=0.0, help="head pitch offset, degrees (±20)")
     parser.add_argument("--roll", type=float, default=0.0, help="head roll offset, degrees (±15)")
-    parser.add_argument("--fps", type=float, default=25.0, help="video frame rate")
+    parser.add_argument("--fps", type=_frame_rate, default=25.0, help="video frame rate, 1-60")
     parser.add_argument("--reference", action="store_true", help="render with the reference path (EG3D-like 24 + 24 samples, about 10x slower) instead of the fast engine")
     parser.add_argument("--seed", type=int, default=None, help="with --reference: jitter its ray samples reproducibly with this seed (the fast engine is deterministic)")
     parser.add_argument("--aligned", action="store_true", help="the image is already a face crop in the model's framing")
     parser.add_argument("--crop", action="store_true", help="write the aligned face video instead of the whole photo with the head pasted back")
-    parser.add_argument("--batch-size", type=int, default=8, help="frames rendered together")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, help="frames rendered together")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed is not None and not args.reference:
+        print("error: --seed jitters the reference renderer's samples; add --reference (the fast engine is deterministic)", file=sys.stderr)
+        return 2
     import torch
 
     from .. import S3DNeRFPipeline, export_to_video
+    from ..app.watermark import VIDEO_METADATA, mark_frames
     from ..errors import S3DNeRFError
 
     try:
@@ -48,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
             fast=not args.reference,
         )
     except S3DNeRFError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
-    path = export_to_video(out, args.out, metadata={"comment": "AI-generated with s3d-nerf"})
+    out.frames = mark_frames(out.frames)  # the same disclosure as the app: a visible label and the mp4 tags
+    path = export_to_video(out, args.out, metadata=VIDEO_METADATA)
     print(json.dumps({"video": str(path), "frames": len(out.frames), "fps": out.fps, "sync_confidence": out.sync_confidence, "sync_offset": out.sync_offset}))
     return 0

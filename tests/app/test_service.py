@@ -103,7 +103,7 @@ def test_bad_inputs_give_readable_messages_without_server_paths(service, short_s
 
     blank = tmp_path / "blank.png"
     PIL.Image.new("RGB", (320, 320), (120, 130, 140)).save(blank)
-    with pytest.raises(FaceNotFoundError, match="no face"):
+    with pytest.raises(FaceNotFoundError, match="No face was found"):
         service.generate(GenerationRequest(image=str(blank), audio=short_speech, consent=True))
 
     long_speech = tmp_path / "long.wav"

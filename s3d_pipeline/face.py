@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Protocol, Sequence, Tuple, Union
 
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 ImageInput = Union[str, os.PathLike, PIL.Image.Image, np.ndarray]
 
 MIN_FACE_SIZE = 64  # px in the original photo; smaller faces carry too little detail to animate
+MAX_IMAGE_PIXELS = 50_000_000  # a 50 MP phone photo decodes; larger files are refused before decoding
+_WIDE_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 PROFILE_YAW_WARNING = 45.0  # degrees; beyond this one side of the face is hidden from the source view
 _BACKGROUND = (255, 255, 255)  # transparent pixels are composited over white
 
@@ -64,38 +67,82 @@ NOSE_AND_EYES = slice(27, 48)  # move with the skull only: speech and expression
 # Loading
 # ---------------------------------------------------------------------------------------------------------
 def _pil_to_rgb(image: PIL.Image.Image) -> np.ndarray:
-    """Any PIL mode -> (H, W, 3) uint8 RGB: EXIF orientation applied, transparency over white, 16-bit and
-    float greyscale rescaled to 8 bits rather than clipped."""
+    """Any PIL mode -> (H, W, 3) uint8 RGB: EXIF orientation applied, transparency over white, 16-bit, 32-bit
+    and float greyscale rescaled to 8 bits rather than clipped (NaN as black)."""
     image = PIL.ImageOps.exif_transpose(image)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float32)
-        peak = 65535.0 if image.mode.startswith("I") and values.max() > 255 else 255.0
+    if image.mode in _WIDE_GREY_MODES:
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=np.inf, neginf=0.0)
+        finite_peak = float(values[np.isfinite(values)].max(initial=0.0))
         if image.mode == "F":
-            peak = 1.0 if values.max() <= 1.0 else 255.0
+            peak = 1.0 if finite_peak <= 1.0 else 255.0
+        else:  # integer greyscale: 8-bit values stay, 16-bit scale to 8, wider ones by their own peak
+            peak = 255.0 if finite_peak <= 255 else 65535.0 if finite_peak <= 65535 else finite_peak
         gray = (np.clip(values / peak, 0.0, 1.0) * 255).round().astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if image.mode in ("P", "La"):  # palette transparency and premultiplied grey: PIL converts them via these
+        image = image.convert("RGBA" if image.mode == "P" else "LA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa"):
         rgba = image.convert("RGBA")
         canvas = PIL.Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
         return np.asarray(PIL.Image.alpha_composite(canvas, rgba).convert("RGB"))
     return np.asarray(image.convert("RGB"))
 
 
+class _TooLarge(Exception):
+    """Raised inside :func:`_open_image_file` when the header's size is over the limit."""
+
+    def __init__(self, width: int, height: int):
+        super().__init__(width, height)
+        self.width, self.height = width, height
+
+
+def _open_image_file(path: str) -> np.ndarray:
+    """Decode an image file with its size checked from the header first, so a huge or hostile file is refused
+    before any pixel is decoded.
+
+    Raises:
+        InvalidImageError: unreadable, truncated, or above ``MAX_IMAGE_PIXELS``.
+    """
+    name = path
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (and past twice its limit raises) about decompression bombs at open; ours is lower.
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as opened:
+                width, height = opened.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise _TooLarge(width, height)
+                opened.load()
+                return _pil_to_rgb(opened)
+    except _TooLarge as exc:
+        raise InvalidImageError(
+            f"{name!r} is {exc.width}x{exc.height} pixels ({exc.width * exc.height / 1e6:.0f} megapixels); the limit is "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels. Downscale the photo (a face needs well under 2000x2000) and try again."
+        ) from None
+    except PIL.Image.DecompressionBombError:
+        raise InvalidImageError(
+            f"{name!r} declares a size over {2 * PIL.Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; the limit is "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f}. Downscale the photo and try again."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a dozen decoders raise assorted types on hostile bytes
+        raise InvalidImageError(
+            f"could not read image {name!r} ({type(exc).__name__}: {exc}); the file is not an image, or it is truncated "
+            "or damaged. Re-export or re-upload it as a PNG or JPEG photo."
+        ) from exc
+
+
 def load_image(image: ImageInput) -> np.ndarray:
     """Any supported image input -> (H, W, 3) uint8 RGB, upright (EXIF orientation applied).
 
-    Accepts a path, a PIL image of any mode (RGB, RGBA, greyscale, 16-bit, CMYK, palette) or an array
-    (H, W), (H, W, 3) or (H, W, 4), uint8 or floats in [0, 1].
+    Accepts a path (any format PIL reads, up to ``MAX_IMAGE_PIXELS``), a PIL image of any mode (RGB, RGBA,
+    greyscale, 16-bit, float, CMYK, YCbCr, LAB, palette) or an array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4):
+    uint8, bool, uint16 (0-65535) or floats in [0, 1] (NaN as 0).
+
+    Raises:
+        InvalidImageError: the file is missing, unreadable or too large, or the array has another shape or type.
     """
     if isinstance(image, (str, os.PathLike)):
-        try:
-            with PIL.Image.open(image) as opened:
-                opened.load()
-                return _pil_to_rgb(opened)
-        except (OSError, PIL.UnidentifiedImageError) as exc:
-            raise InvalidImageError(f"could not read image {os.fspath(image)!r}: {exc}. Use a PNG or JPEG photo.") from exc
+        return _open_image_file(os.fspath(image))
     if isinstance(image, PIL.Image.Image):
         return _pil_to_rgb(image)
     if isinstance(image, np.ndarray):
@@ -103,8 +150,14 @@ def load_image(image: ImageInput) -> np.ndarray:
             image = image[..., None]
         if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or min(image.shape[:2]) == 0:
             raise InvalidImageError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-        if image.dtype != np.uint8:
-            image = (np.clip(image.astype(np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
+        if image.dtype == np.uint16:
+            image = (image.astype(np.float32) / 65535.0 * 255).round().astype(np.uint8)
+        elif image.dtype == np.bool_:
+            image = image.astype(np.uint8) * 255
+        elif image.dtype.kind == "f":
+            image = (np.clip(np.nan_to_num(image, nan=0.0), 0.0, 1.0) * 255).round().astype(np.uint8)
+        elif image.dtype != np.uint8:
+            raise InvalidImageError(f"image array must be uint8, uint16, bool or float in [0, 1], got dtype {image.dtype}")
         if image.shape[-1] == 1:
             image = np.repeat(image, 3, axis=-1)
         if image.shape[-1] == 4:

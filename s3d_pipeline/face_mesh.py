@@ -24,8 +24,8 @@ checked on photos:
 * lips 48-67: corners 61/291 (inner 78/308), centre points 0, 17, 13, 14, the others at the iBUG spacing.
 
 Face boxes are the bounding boxes of the 68 points (brows to chin, jaw side to side), about the size of the
-LBP cascade's boxes, so ``MIN_FACE_SIZE`` means the same for both. Faces turned up to
-about 45 degrees are found (the LBP cascade of the fallback backend finds frontal faces only); the detector
+LBP cascade's boxes, so ``MIN_FACE_SIZE`` means the same for both. Faces turned 30 degrees (tested) and
+more are found (the LBP cascade of the fallback backend finds frontal faces only); the detector
 is the short-range model, made for faces that fill a good part of the image, so a small face in a wide
 group photo can be missed.
 """

@@ -12,7 +12,7 @@ import gradio as gr
 import PIL.Image
 
 from ..errors import S3DNeRFError
-from .config import SliderSpec
+from .config import InvalidControlError, SliderSpec
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a")
 
 
+class SpecSlider(gr.Slider):
+    """``gr.Slider`` that checks an incoming value against its :class:`SliderSpec`, so an API caller sending an
+    out-of-range number is told which control and which range (the stock check names neither). Drawn by the
+    stock slider in the browser."""
+
+    is_template = True
+    spec: SliderSpec  # set by :func:`slider`; the stock constructor is kept, as Gradio reads its config from it
+
+    def preprocess(self, payload):
+        try:
+            self.spec.check(payload)
+        except InvalidControlError as exc:
+            raise gr.Error(readable(exc), title="Out of range", print_exception=False) from exc
+        return super().preprocess(payload)
+
+
 def slider(spec: SliderSpec, **kwargs) -> gr.Slider:
     """A slider with the spec's range, step, default, label and help text; its element id is the spec's name."""
-    return gr.Slider(spec.minimum, spec.maximum, value=spec.default, step=spec.step, label=spec.label, info=spec.info, elem_id=spec.name, **kwargs)
+    widget = SpecSlider(spec.minimum, spec.maximum, value=spec.default, step=spec.step, label=spec.label, info=spec.info, elem_id=spec.name, **kwargs)
+    widget.spec = spec
+    return widget
 
 
 class PortraitImage(gr.Image):

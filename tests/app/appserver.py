@@ -29,12 +29,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(pipe) -> Iterator[str]:
-    """Build and serve the demo around ``pipe``; yields its URL and closes the server on exit."""
+def serve(pipe, config=None) -> Iterator[str]:
+    """Build and serve the demo around ``pipe`` (with the app's default limits, or ``config``: an ``AppConfig``);
+    yields its URL and closes the server on exit."""
     app = import_app()
-    demo = app.build_demo(pipe)
+    config = config or app.AppConfig()
+    demo = app.build_demo(pipe, config)
     port = _free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(demo, config, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     watchdog = threading.Timer(SERVER_TIME_LIMIT, demo.close)
     watchdog.daemon = True
     watchdog.start()

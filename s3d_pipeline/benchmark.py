@@ -1,5 +1,5 @@
-"""Measuring the per-frame path: speed of the fast and reference paths in one run, their PSNR, identity encoding,
-time to first frame, and peak memory of streamed generation (each length in its own subprocess, because a
+"""Measuring the per-frame path: speed of the fast and reference engines in one run (stage by stage too), their
+PSNR (mean per frame), ``pipe(image, audio)`` with its defaults, identity encoding, time to first frame, and peak memory of streamed generation (each length in its own subprocess, because a
 process's RSS high-water mark never goes down).
 
 The machine may be shared, so every timing is a median over repeats and the load average is recorded with it;
@@ -12,6 +12,7 @@ Run one memory measurement alone with ``python -m s3d_pipeline.benchmark --peak-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -27,9 +28,11 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE
+from .engines import STAGES
+from .evaluation.metrics import psnr
+from .frames import to_uint8
 from .paths import DEFAULT_CHECKPOINT, DEFAULT_IMAGE
 
-STAGES = ("audio", "deformation", "rendering", "super_resolution", "to_uint8")
 FAST_DTYPES = ("bfloat16", "float32")
 
 
@@ -59,7 +62,7 @@ def load_pipeline(setup: BenchSetup):
     if not setup.as_shipped:
         activate_zero_layers(pipe)
     if setup.fast_dtype:
-        pipe.fast_renderer.dtype = getattr(torch, setup.fast_dtype)  # read when an identity is prepared
+        pipe.fast_engine.dtype = getattr(torch, setup.fast_dtype)  # read when an identity is prepared
     return pipe
 
 
@@ -90,44 +93,25 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between uint8 frames."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    return (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (n, R, R, 3)
-
-
 @torch.no_grad()
-def stage_times(pipe, identity, windows, cams, fast: bool, repeats: int) -> Dict[str, float]:
-    """Milliseconds per frame of each stage, median over ``repeats`` runs of one chunk, each stage on the calling
-    thread (with its intra-op threads). The whole fast path instead splits a chunk's frames over 1-thread workers
-    (``FastRenderer.render_frames``), so its frame time is shorter than these stages' sum."""
+def stage_times(engine, identity, windows, cams, repeats: int) -> Dict[str, float]:
+    """Milliseconds per frame of each stage of ``engine``'s render (:data:`~s3d_pipeline.engines.STAGES`) and of
+    the conversion to uint8, median over ``repeats`` renders of one chunk on the calling thread (with its intra-op
+    threads). The fast engine's untimed render instead splits a chunk's frames over 1-thread workers, so its frame
+    time is shorter than these stages' sum."""
     n = windows.shape[0]
-    engine = pipe.fast_renderer
-    times: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+    times: Dict[str, List[float]] = {stage: [] for stage in (*STAGES, "to_uint8")}
 
-    def timed(stage, fn):
+    @contextlib.contextmanager
+    def timer(stage: str):
         start = time.perf_counter()
-        out = fn()
+        yield
         times[stage].append((time.perf_counter() - start) * 1000 / n)
-        return out
 
     for _ in range(repeats):
-        a_dri = timed("audio", lambda: pipe.audio_encoder(windows))
-        if fast:
-            planes, _ = timed("deformation", lambda: engine.deformation_planes(identity.slots, identity.fast, a_dri))
-            features, _, opacity = timed("rendering", lambda: engine.render(identity.fast, planes, a_dri.pooled, cams, 1.0))
-            image = timed("super_resolution", lambda: engine.super_resolve(identity.fast, features, opacity, identity.source))
-        else:
-            df = pipe.deformation_field
-            field = timed("deformation", lambda: df(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled))
-            displacement = (lambda p: df.displacement(field, p)) if df.config.mode != "none" else None
-            coarse = timed("rendering", lambda: pipe.renderer(identity.triplanes, cams, displacement))
-            image = timed("super_resolution", lambda: pipe.super_resolution(coarse.features, coarse.opacity, identity.source, identity.source_features).image)
-        timed("to_uint8", lambda: _to_uint8(image.clamp(-1, 1).add(1).div(2)))
+        batch = engine.render(identity, windows, cams, timer=timer)
+        with timer("to_uint8"):
+            to_uint8(batch.frames)
     return {stage: round(statistics.median(t), 2) for stage, t in times.items()}
 
 
@@ -137,24 +121,21 @@ def chunk_fps(pipe, identity, waveform, poses, fps: float, batch_size: int, fast
     and the uint8 frames rendered (including the one-frame first chunk, which is not timed)."""
     rates, frames = [], []
     iterator = pipe.iter_frames(identity, waveform, poses, fps, batch_size, fast=fast)
-    frames.append(_to_uint8(next(iterator).frames))  # the stream's first chunk: one frame
+    frames.append(to_uint8(next(iterator).frames))  # the stream's first chunk: one frame
     for _ in range(chunks):
         start = time.perf_counter()
         chunk = next(iterator)
-        frames.append(_to_uint8(chunk.frames))
+        frames.append(to_uint8(chunk.frames))
         rates.append(len(chunk.frames) / (time.perf_counter() - start))
     return statistics.median(rates), np.concatenate(frames)
 
 
-def evaluated_ray_share(pipe, identity, cams) -> float:
-    """The share of the rays of cameras ``cams`` (n, 4, 4) the fast path evaluates: the others cross no occupied
-    voxel of the identity's occupancy grid and are skipped."""
-    from .rendering.rays import pixel_rays
-
-    cfg = pipe.renderer.config
-    origins, dirs = (t.reshape(-1, 3) for t in pixel_rays(cams, cfg.ray_resolution, cfg.focal))  # (n*N, 3) each
-    _, _, crossed = identity.fast.occupancy.ray_intervals(origins, dirs, cfg.ray_near, cfg.ray_far)
-    return float(crossed.float().mean())
+def call_fps(pipe, waveform: np.ndarray, fps: float) -> float:
+    """Frames per second of ``pipe(image, audio)`` with its defaults, on the aligned portrait: what a Python user's
+    first call gets (identity encoding and the lip-sync score included)."""
+    start = time.perf_counter()
+    out = pipe(str(DEFAULT_IMAGE), (waveform, SAMPLE_RATE), aligned=True, fps=fps)
+    return len(out.frames) / (time.perf_counter() - start)
 
 
 def peak_rss_subprocess(setup: BenchSetup, seconds: float, batch_size: int) -> float:
@@ -177,6 +158,7 @@ def run_benchmark(
     repeats: int = 3,
     rss_seconds: tuple = (10.0, 60.0),
     fps: float = 25.0,
+    call_seconds: float = 2.0,
 ) -> dict:
     """Everything ``s3d-nerf bench`` reports, as one dict."""
     from .rendering.cameras import pose_to_cam2world
@@ -210,8 +192,10 @@ def run_benchmark(
 
     windows = pipe.encode_audio(waveform, num_frames, fps)[:batch_size]
     cams = pose_to_cam2world(poses[:batch_size, 0], poses[:batch_size, 1], poses[:batch_size, 2])
-    stages = stage_times(pipe, identity, windows, cams, True, repeats)
-    reference_stages = stage_times(pipe, identity, windows, cams, False, 1)
+    stages = stage_times(pipe.fast_engine, identity, windows, cams, repeats)
+    reference_stages = stage_times(pipe.reference_engine, identity, windows, cams, 1)
+    _, _, _, _, crossed = pipe.fast_engine.rays_crossing(pipe.fast_engine.prepare(identity), cams)
+    default_call_fps = call_fps(pipe, waveform[: round(call_seconds * SAMPLE_RATE)], fps)
 
     rss = {s: peak_rss_subprocess(setup, s, batch_size) for s in rss_seconds}
     renderer = pipe.renderer.config
@@ -222,8 +206,8 @@ def run_benchmark(
             "resolution": pipe.resolution,
             "ray_resolution": renderer.ray_resolution,
             "reference_samples": renderer.num_coarse + renderer.num_importance,
-            "fast_samples": pipe.fast_renderer.num_samples,
-            "fast_dtype": str(pipe.fast_renderer.dtype).replace("torch.", ""),
+            "fast_samples": pipe.fast_engine.num_samples,
+            "fast_dtype": str(pipe.fast_engine.dtype).replace("torch.", ""),
             "batch_size": batch_size,
             "threads": torch.get_num_threads(),
         },
@@ -232,7 +216,8 @@ def run_benchmark(
         "speedup": round(fast_fps / reference_fps, 1),
         "psnr_vs_reference": round(quality, 2),
         "psnr_frames": compared,
-        "fast_rays_evaluated": round(evaluated_ray_share(pipe, identity, cams), 3),
+        "fast_rays_evaluated": round(float(crossed.float().mean()), 3),
+        "call_fps": round(default_call_fps, 2),
         "identity_encode_ms": round(identity_ms, 1),
         "first_frame_ms": round(first_frame_ms, 1),
         "stages_ms": stages,

@@ -1,6 +1,6 @@
 """Portraits in and out: load any photo, find and align the face, estimate its pose, paste results back.
 
-The model is trained on faces framed by :mod:`s3d_pipeline.data.framing` (eye-centre midpoint and mouth centre
+The model is trained on faces framed by :mod:`s3d_pipeline.rendering.framing` (eye-centre midpoint and mouth centre
 at fixed normalized positions) seen by the cameras of :mod:`s3d_pipeline.rendering.cameras`. A real photo is
 brought into that framing by the similarity transform that maps its eye and mouth centres onto the framing's;
 its head pose is the Perspective-n-Point fit of a mean 3D 68-point face to its landmarks under the model's
@@ -41,9 +41,9 @@ import PIL.Image
 import PIL.ImageOps
 import torch
 
-from .data.framing import EYE_CENTER, MOUTH_CENTER
 from .errors import FaceNotFoundError, FaceTooSmallError, InvalidImageError
 from .rendering.cameras import CAMERA_RADIUS, FOCAL, cam2world_to_pose, frontal_cam2world, pose_to_cam2world
+from .rendering.framing import EYE_CENTER, MOUTH_CENTER
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -12,8 +11,10 @@ import torch
 from diffusers import DiffusionPipeline
 
 from .audio import SAMPLE_RATE, AudioInput, load_audio, num_video_frames
+from .engines import FastEngine, FrameBatch, Identity, ReferenceEngine, encode_identity
 from .errors import InvalidAudioError, InvalidPoseError
 from .face import ImageInput, PreparedPortrait, paste_back, prepare_portrait
+from .frames import to_uint8
 from .models import (
     AudioEncoder,
     CrossModalDeformationField,
@@ -22,10 +23,8 @@ from .models import (
     SuperResolution,
     TriPlaneRenderer,
 )
-from .models.deformation_field import IdentitySlots
 from .pipeline_output import S3DNeRFPipelineOutput
 from .rendering.cameras import pose_to_cam2world
-from .rendering.fast_renderer import FastIdentity, FastRenderer
 
 PoseInput = Union[float, Sequence[float], np.ndarray, torch.Tensor]
 
@@ -44,37 +43,6 @@ EXAMPLE_DOC_STRING = """
         >>> export_to_video(out, "talking.mp4")
         ```
 """
-
-
-@dataclass
-class Identity:
-    """Everything the pipeline derives from the source portrait, once per identity (the single-shot "fit").
-
-    Attributes:
-        portrait: the prepared (aligned) portrait and how to paste results back.
-        source: (1, 3, R, R) aligned source in [-1, 1], which the frames are composited onto.
-        triplanes: multi-scale tri-plane, per scale (1, 3, C, H, W).
-        slots: F_agg and its assignment over the face (None for deformation modes without slots).
-        source_features: the super-resolution's features of the source with its mouth hidden
-            (``SuperResolution.hide_mouth``): the network never sees the source's mouth.
-        fast: the fast path's per-identity cache (None until the fast path is asked for).
-    """
-
-    portrait: PreparedPortrait
-    source: torch.Tensor
-    triplanes: Tuple[torch.Tensor, ...]
-    slots: Optional[IdentitySlots]
-    source_features: Tuple[torch.Tensor, ...]
-    fast: Optional[FastIdentity] = None
-
-
-@dataclass
-class FrameBatch:
-    """A rendered chunk: frames (n, 3, R, R) in [0, 1], depth (n, r, r), attention (n, R, R) or None."""
-
-    frames: torch.Tensor
-    depth: torch.Tensor
-    attention: Optional[torch.Tensor]
 
 
 class S3DNeRFPipeline(DiffusionPipeline):
@@ -123,11 +91,18 @@ class S3DNeRFPipeline(DiffusionPipeline):
         return super().from_pretrained(path, **kwargs)
 
     @property
-    def fast_renderer(self) -> FastRenderer:
-        """The fast inference engine over this pipeline's components (same weights; see :mod:`.rendering.fast_renderer`)."""
-        if getattr(self, "_fast_renderer", None) is None:
-            self._fast_renderer = FastRenderer(self.audio_encoder, self.deformation_field, self.renderer, self.super_resolution)
-        return self._fast_renderer
+    def fast_engine(self) -> FastEngine:
+        """The fast engine over this pipeline's components (same weights; see :mod:`s3d_pipeline.engines.fast`)."""
+        if getattr(self, "_fast_engine", None) is None:
+            self._fast_engine = FastEngine(self.audio_encoder, self.deformation_field, self.renderer, self.super_resolution)
+        return self._fast_engine
+
+    @property
+    def reference_engine(self) -> ReferenceEngine:
+        """The reference engine over this pipeline's components: every network as written (what training runs)."""
+        if getattr(self, "_reference_engine", None) is None:
+            self._reference_engine = ReferenceEngine(self.audio_encoder, self.deformation_field, self.renderer, self.super_resolution)
+        return self._reference_engine
 
     @property
     def resolution(self) -> int:
@@ -172,24 +147,18 @@ class S3DNeRFPipeline(DiffusionPipeline):
     def encode_identity(self, image: ImageInput, aligned: bool = False, fast: bool = False) -> Identity:
         """Lift a portrait into the model once (the single-shot step); pass the result back as ``identity=``.
 
-        With ``fast=True`` the fast path's per-identity cache is built too (otherwise on its first use).
+        With ``fast=True`` the fast engine's per-identity cache is built too (otherwise on its first use).
         """
         portrait = prepare_portrait(image, aligned=aligned, resolution=self.resolution)
         source = torch.from_numpy(portrait.aligned).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, R, R)
-        source = source.to(self.device)
-        encoded = self.appearance_encoder(source)
-        # The super-resolution's features come from the source with its mouth hidden; the frame is composited onto the
-        # whole source, so where the mask stays below 1 inside the hidden region (the chin below the render) the
-        # source's own pixels show, not the grey (see :class:`~s3d_pipeline.models.super_resolution.SuperResolution`).
-        identity = Identity(
-            portrait=portrait,
-            source=source,
-            triplanes=encoded.triplanes,
-            slots=self.deformation_field.encode_identity(encoded.visual_tokens),
-            source_features=self.super_resolution.encode_source(self.super_resolution.hide_mouth(source)),
+        # Frames are composited onto the whole source (the super-resolution's features still come from the source
+        # with its mouth hidden): where the mask stays below 1 inside the hidden region (the chin below the render)
+        # the source's own pixels show, not the grey (see :class:`~s3d_pipeline.models.super_resolution.SuperResolution`).
+        identity = encode_identity(
+            self.appearance_encoder, self.deformation_field, self.super_resolution, source.to(self.device), portrait=portrait
         )
         if fast:
-            identity.fast = self.fast_renderer.prepare(identity.triplanes, identity.source_features)
+            self.fast_engine.prepare(identity)
         return identity
 
     @torch.no_grad()
@@ -205,35 +174,22 @@ class S3DNeRFPipeline(DiffusionPipeline):
         cam2world: torch.Tensor,
         mouth_amplitude: float = 1.0,
         generator: Optional[torch.Generator] = None,
-        fast: bool = False,
+        fast: bool = True,
     ) -> FrameBatch:
-        """The per-frame path for a chunk of n frames: a_dri -> Δx field -> volume render -> super-resolution.
+        """The per-frame path for a chunk of n frames (a_dri -> Δx field -> volume render -> super-resolution), by
+        the fast engine or, with ``fast=False``, the reference engine (which alone takes ``generator``).
 
         Args:
             audio_windows: (n, F, W); cam2world: (n, 4, 4) target cameras in the tri-plane frame.
-            fast: use the fast engine (deterministic: ``generator`` is not used) instead of the reference path.
         """
-        if fast:
-            if identity.fast is None:
-                identity.fast = self.fast_renderer.prepare(identity.triplanes, identity.source_features)
-            out = self.fast_renderer.render_frames(identity, identity.fast, audio_windows, cam2world, mouth_amplitude)
-            return FrameBatch(frames=out.frames, depth=out.depth, attention=self._attention_picture(out.attention, out.frames))
-        a_dri = self.audio_encoder(audio_windows)
-        field = self.deformation_field(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled)
-        displacement = None
-        if self.deformation_field.config.mode != "none":
-            displacement = lambda points: mouth_amplitude * self.deformation_field.displacement(field, points)  # noqa: E731
-        coarse = self.renderer(identity.triplanes, cam2world, displacement, generator=generator)
-        final = self.super_resolution(coarse.features, coarse.opacity, identity.source, identity.source_features)
-        frames = final.image.clamp(-1, 1).add(1).div(2)
-        return FrameBatch(frames=frames, depth=coarse.depth[:, 0], attention=self._attention_picture(field.attention_map, frames))
+        if not fast:
+            return self.reference_engine.render(identity, audio_windows, cam2world, mouth_amplitude, generator=generator)
+        return self.fast_engine.render(identity, audio_windows, cam2world, mouth_amplitude)
 
     @staticmethod
-    def _attention_picture(attention_map: Optional[torch.Tensor], frames: torch.Tensor) -> Optional[torch.Tensor]:
-        """Cross-modal attention (n, g, g) resampled to the frames' size (n, R, R), or None."""
-        if attention_map is None:
-            return None
-        return torch.nn.functional.interpolate(attention_map[:, None], size=frames.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    def _attention_picture(attention_map: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """Cross-modal attention (n, g, g) resampled to the frames' size (n, R, R)."""
+        return torch.nn.functional.interpolate(attention_map[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
     def iter_frames(
         self,
@@ -244,7 +200,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         batch_size: int = 8,
         mouth_amplitude: float = 1.0,
         generator: Optional[torch.Generator] = None,
-        fast: bool = False,
+        fast: bool = True,
     ) -> Iterator[FrameBatch]:
         """Yield rendered chunks in order, for ``poses`` (N, 3): the first frame alone (so a stream shows it after
         one frame's work, not a batch's), then up to ``batch_size`` frames at a time."""
@@ -266,7 +222,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         # 1. Check inputs
         self.check_inputs(image if identity is None else identity, audio, fps, output_type, batch_size, mouth_amplitude)
         if fast and generator is not None:
-            raise ValueError("`generator` jitters the reference path's ray samples; the fast path is deterministic: pass fast=False to use it")
+            raise ValueError("`generator` jitters the reference engine's ray samples; the fast engine is deterministic: pass fast=False to use it")
 
         # 2. Load the speech; the video length follows from it
         waveform = load_audio(audio)
@@ -313,7 +269,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
 
         Memory stays flat in the video's length: no frame is kept after it is yielded (only the speech and its
         per-frame feature windows are held, about 0.23 MB per second of audio). Arguments as in :meth:`__call__`;
-        ``fast`` defaults to True here (the fast engine; ``fast=False`` streams the reference path).
+        ``fast=False`` streams the reference engine.
 
         Yields:
             (n, H, W, 3) uint8 frames: the first frame alone, then ``batch_size`` at a time (the last chunk may be
@@ -358,7 +314,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
         return_dict: bool = True,
         compute_sync: bool = True,
         callback_on_frame_end: Optional[Callable[[int, int], None]] = None,
-        fast: bool = False,
+        fast: bool = True,
     ):
         r"""Generate a talking-head video.
 
@@ -374,14 +330,16 @@ class S3DNeRFPipeline(DiffusionPipeline):
                 Default: full frame for a photo, the crop for a pre-aligned face.
             mouth_amplitude: scales the speech-driven displacement Δx (1 = as trained, 0 = still face).
             batch_size: frames rendered together.
-            generator: when given, jitters the ray samples within their bins (reproducible for a seed);
-                without it, samples sit at bin centres. Reference path only.
+            generator: jitters the reference engine's ray samples within their bins (reproducible for a seed);
+                without it, samples sit at bin centres. Needs ``fast=False``: the fast engine is deterministic.
             output_type: "np" (N, H, W, 3) uint8, "pil" list of images, or "pt" (N, 3, H, W) floats in [0, 1].
             return_dict: return an [`S3DNeRFPipelineOutput`] rather than a tuple.
             compute_sync: score the result with the lip-sync discriminator.
             callback_on_frame_end: called as ``callback(frames_done, total_frames)`` after each chunk.
-            fast: render with the fast engine (:mod:`.rendering.fast_renderer`: same weights, cached identity,
-                fewer samples, bf16) instead of the reference path; for streaming see :meth:`stream`.
+            fast: render with the fast engine (default; :mod:`s3d_pipeline.engines.fast`: same weights, cached
+                identity, fewer samples, bf16 where the CPU computes it natively; ``s3d-nerf bench`` reports its PSNR
+                against the reference) or, with ``fast=False``, the reference engine, which evaluates every network
+                as written (several times slower). For streaming see :meth:`stream`.
 
         Returns:
             [`S3DNeRFPipelineOutput`] or ``(frames, sync_confidence)``.
@@ -400,7 +358,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
                 frames.append(frame_chunk)
                 depths.append(chunk.depth.cpu())
                 if chunk.attention is not None:
-                    attentions.append(chunk.attention.cpu())
+                    attentions.append(self._attention_picture(chunk.attention, chunk.image.shape[-2:]).cpu())
                 progress.update(chunk.frames.shape[0])
                 if callback_on_frame_end is not None:
                     callback_on_frame_end(sum(f.shape[0] for f in frames), num_frames)
@@ -435,7 +393,7 @@ class S3DNeRFPipeline(DiffusionPipeline):
     def _postprocess(video: torch.Tensor, output_type: str):
         if output_type == "pt":
             return video
-        array = (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (N, H, W, 3)
+        array = to_uint8(video)  # (N, H, W, 3)
         if output_type == "pil":
             return [PIL.Image.fromarray(f) for f in array]
         return array

@@ -12,7 +12,7 @@ import pytest
 # process's resident memory goes back to the OS on the free.
 PROBE = """
 import json, os, torch
-from s3d_pipeline.rendering.allocator import retain_freed_memory
+from s3d_pipeline.engines.fast.allocator import retain_freed_memory
 applied = retain_freed_memory()
 rss_mb = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 buffers = [torch.ones(4 * 2**20) for _ in range(4)]
@@ -39,9 +39,9 @@ def test_freed_buffers_stay_for_reuse():
 def test_fast_engine_applies_the_settings(monkeypatch):
     """Building the fast engine applies them."""
     from s3d_pipeline.configs import build_pipeline
-    from s3d_pipeline.rendering import fast_renderer
+    from s3d_pipeline.engines.fast import engine
 
     calls = []
-    monkeypatch.setattr(fast_renderer, "retain_freed_memory", lambda: calls.append(1) or True)
-    build_pipeline("tiny").fast_renderer
+    monkeypatch.setattr(engine, "retain_freed_memory", lambda: calls.append(1) or True)
+    build_pipeline("tiny").fast_engine
     assert calls == [1]

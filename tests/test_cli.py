@@ -75,7 +75,7 @@ def test_generate_renders_with_the_fast_engine_unless_asked_for_the_reference(tm
     engines = []
     original = S3DNeRFPipeline.render_frames
 
-    def spy(self, *args, fast=False, **kwargs):
+    def spy(self, *args, fast=True, **kwargs):
         engines.append(fast)
         return original(self, *args, fast=fast, **kwargs)
 

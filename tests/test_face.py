@@ -9,7 +9,6 @@ import pytest
 import skimage.data
 import torch
 
-from s3d_pipeline.data.framing import EYE_CENTER, MOUTH_CENTER
 from s3d_pipeline.errors import FaceNotFoundError, FaceTooSmallError, InvalidImageError
 from s3d_pipeline.face import (
     FaceBackend,
@@ -26,6 +25,7 @@ from s3d_pipeline.face import (
     prepare_portrait,
 )
 from s3d_pipeline.rendering.cameras import pose_to_cam2world, project
+from s3d_pipeline.rendering.framing import EYE_CENTER, MOUTH_CENTER
 
 
 @pytest.fixture(scope="module")

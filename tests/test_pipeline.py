@@ -47,10 +47,21 @@ def test_batch_size_does_not_change_the_result(tiny_pipe, face_crop):
 
 
 def test_seeded_jitter_is_reproducible_and_differs_from_deterministic(tiny_pipe, face_crop):
-    run = lambda g: tiny_pipe(face_crop, _speech(0.2), aligned=True, generator=g, compute_sync=False).frames  # noqa: E731
+    run = lambda g: tiny_pipe(face_crop, _speech(0.2), aligned=True, generator=g, compute_sync=False, fast=False).frames  # noqa: E731
     a, b = run(torch.Generator().manual_seed(5)), run(torch.Generator().manual_seed(5))
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - run(None)).max() > 0
+
+
+@pytest.mark.parametrize("fast", [None, True, False])
+def test_call_renders_with_the_fast_engine_unless_asked_for_the_reference(tiny_pipe, face_crop, monkeypatch, fast):
+    used = []
+    for name in ("fast_engine", "reference_engine"):
+        engine = getattr(tiny_pipe, name)
+        monkeypatch.setattr(engine, "render", lambda *a, _render=engine.render, _name=name, **k: used.append(_name) or _render(*a, **k))
+    kwargs = {} if fast is None else {"fast": fast}
+    tiny_pipe(face_crop, _speech(0.2), aligned=True, compute_sync=False, **kwargs)
+    assert used and set(used) == {"reference_engine" if fast is False else "fast_engine"}
 
 
 def test_output_types(tiny_pipe, face_crop):
@@ -93,8 +104,8 @@ def test_save_and_reload_gives_identical_frames(tiny_pipe, face_crop, tmp_path):
     reloaded = S3DNeRFPipeline.from_pretrained(tmp_path / "ckpt")
     reloaded.set_progress_bar_config(disable=True)
     g = lambda: torch.Generator().manual_seed(11)  # noqa: E731
-    a = tiny_pipe(face_crop, _speech(0.3), yaw=5, aligned=True, generator=g())
-    b = reloaded(face_crop, _speech(0.3), yaw=5, aligned=True, generator=g())
+    a = tiny_pipe(face_crop, _speech(0.3), yaw=5, aligned=True, generator=g(), fast=False)
+    b = reloaded(face_crop, _speech(0.3), yaw=5, aligned=True, generator=g(), fast=False)
     np.testing.assert_array_equal(a.frames, b.frames)
     assert a.sync_confidence == b.sync_confidence
 

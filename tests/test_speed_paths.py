@@ -1,4 +1,4 @@
-"""The fast inference path against the reference path, streaming, and the fast path's building blocks."""
+"""The fast engine against the reference engine, streaming, and the fast engine's building blocks."""
 
 import numpy as np
 import pytest
@@ -6,10 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from s3d_pipeline.audio import SAMPLE_RATE
-from s3d_pipeline.benchmark import BenchSetup, activate_zero_layers, load_pipeline, psnr
+from s3d_pipeline.benchmark import BenchSetup, activate_zero_layers, load_pipeline
 from s3d_pipeline.configs import build_pipeline
+from s3d_pipeline.engines.fast.folded_conv import fold_upsampling, upsampled_conv
+from s3d_pipeline.engines.fast.plane_table import PlaneTable, presum_triplanes
+from s3d_pipeline.evaluation.metrics import psnr
+from s3d_pipeline.frames import to_uint8
 from s3d_pipeline.rendering.cameras import pose_to_cam2world
-from s3d_pipeline.rendering.fast_renderer import PlaneTable, fold_upsampling, presum_triplanes, upsampled_conv
 from s3d_pipeline.rendering.volume import composite
 from s3d_pipeline.rendering.triplane import plane_coordinates, sample_multiscale, sample_planes
 from s3d_pipeline.video import VideoWriter
@@ -66,13 +69,13 @@ def test_fast_frames_do_not_depend_on_blocks_or_workers(active_pipe, face_crop):
     identity = active_pipe.encode_identity(face_crop, aligned=True, fast=True)
     windows = active_pipe.encode_audio(speech_like(0.5), 3, 25.0)
     cams = pose_to_cam2world(torch.tensor([0.0, 10.0, -15.0]), torch.zeros(3), torch.zeros(3))
-    engine = active_pipe.fast_renderer
-    whole = engine.render_part(identity, identity.fast, windows, cams, 1.0).frames  # one thread; the tiny chunk is one block
+    engine = active_pipe.fast_engine
+    whole = engine.render_part(identity, engine.prepare(identity), windows, cams, 1.0).frames  # one thread; the tiny chunk is one block
     sizes, threads = (engine.rays_per_block, engine.frames_per_block), torch.get_num_threads()
     try:
         engine.rays_per_block, engine.frames_per_block = 37, 1  # blocks that split frames and rays unevenly
         torch.set_num_threads(2)  # two workers of 2 and 1 frames
-        blocked = engine.render_frames(identity, identity.fast, windows, cams).frames
+        blocked = engine.render(identity, windows, cams).frames
     finally:
         engine.rays_per_block, engine.frames_per_block = sizes
         torch.set_num_threads(threads)
@@ -85,9 +88,8 @@ def test_fast_frames_match_the_reference(active_pipe, face_crop, yaw):
     identity = active_pipe.encode_identity(face_crop, aligned=True, fast=True)
     windows = active_pipe.encode_audio(speech_like(0.5), 4, 25.0)
     cams = pose_to_cam2world(torch.full((4,), yaw), torch.linspace(-10, 10, 4), torch.zeros(4))
-    reference = active_pipe.render_frames(identity, windows, cams).frames
-    fast = active_pipe.render_frames(identity, windows, cams, fast=True).frames
-    to_uint8 = lambda f: (f.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    reference = active_pipe.render_frames(identity, windows, cams, fast=False).frames
+    fast = active_pipe.render_frames(identity, windows, cams).frames
     assert psnr(to_uint8(fast), to_uint8(reference)) >= MIN_PSNR_DB
     assert not torch.equal(fast, reference)  # a different computation, not a shortcut to the same code
 
@@ -100,11 +102,12 @@ def test_fast_point_mlps_compute_the_models_functions(face_crop, mode):
     pipe = build_pipeline("tiny", deformation_field=dict(mode=mode))
     activate_zero_layers(pipe)
     identity = pipe.encode_identity(face_crop, aligned=True, fast=True)
-    engine, fast = pipe.fast_renderer, identity.fast
+    engine = pipe.fast_engine
+    fast = engine.prepare(identity)
     with torch.no_grad():
         a_dri = pipe.audio_encoder(pipe.encode_audio(speech_like(0.5), 3, 25.0))
         field = pipe.deformation_field(identity.slots, identity.triplanes, a_dri.tokens, a_dri.pooled)
-        deform_planes, _ = engine.deformation_planes(identity.slots, fast, a_dri)
+        deform_planes, _ = engine.deformation_planes(identity, fast, a_dri)
         points = (torch.rand(3, 400, 3) * 2 - 1) * 0.3  # (frames, M, 3)
         frames = torch.arange(3).repeat_interleave(400)
         moved = engine.displace(fast, points.reshape(-1, 3), frames, engine.deformation_table(deform_planes), a_dri.pooled, 1.0).reshape(3, 400, 3)
@@ -123,9 +126,9 @@ def test_fast_point_mlps_compute_the_models_functions(face_crop, mode):
 def test_reference_path_ignores_the_fast_cache(active_pipe, face_crop):
     """Building the fast path's cache leaves the reference path's frames bit-identical."""
     audio = (speech_like(0.4), SAMPLE_RATE)
-    before = active_pipe(face_crop, audio, aligned=True, compute_sync=False).frames
+    before = active_pipe(face_crop, audio, aligned=True, compute_sync=False, fast=False).frames
     active_pipe.encode_identity(face_crop, aligned=True, fast=True)
-    after = active_pipe(face_crop, audio, aligned=True, compute_sync=False).frames
+    after = active_pipe(face_crop, audio, aligned=True, compute_sync=False, fast=False).frames
     np.testing.assert_array_equal(before, after)
 
 

@@ -5,7 +5,7 @@ pan and tilt slightly. Lip-sync is learnable from it: the mouth opening and the 
 import numpy as np
 
 from s3d_pipeline.data.clip import ClipMeta, write_clip
-from s3d_pipeline.data.framing import MOUTH_CENTER
+from s3d_pipeline.rendering.framing import MOUTH_CENTER
 from s3d_pipeline.rendering.cameras import intrinsics, pose_to_cam2world
 
 FPS = 25.0

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default=None, help="override the config's autocast: bf16 is fast on GPUs and on CPUs with AVX512-BF16 or AMX, about 20x slower than no (fp32) on other CPUs")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage in --out")
-    parser.add_argument("--syncnet", type=Path, default=None, help="pretrained lip-sync discriminator folder (default: <out>/syncnet/lip_sync)")
+    parser.add_argument("--syncnet", type=Path, default=None, help="pretrained lip-sync discriminator folder (default: <out>/syncnet/lip_sync, else the --init-from folder's, else the shipped checkpoint's when its architecture matches)")
     parser.add_argument("--init-from", type=Path, default=None, help="generator stage: start from the weights of a pipeline folder (e.g. checkpoints/s3d-nerf-demo) with fresh optimisers; its lip_sync is used when --out has none")
     parser.add_argument("--reinit", nargs="+", default=(), metavar="COMPONENT", help="with --init-from: generator components that start from random weights instead (e.g. audio_encoder)")
     parser.add_argument("--export-pipeline", action="store_true", help="only write <out>/pipeline from the newest generator checkpoint, then exit")

@@ -16,11 +16,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.clip import Clip, read_clip, read_clip_audio
+from ..engines import Identity
+from ..frames import resize_uint8, to_uint8
 from ..models.lip_sync import LipSyncDiscriminator
-from ..pipeline_s3d_nerf import Identity, S3DNeRFPipeline
+from ..pipeline_s3d_nerf import S3DNeRFPipeline
 from ..rendering.cameras import cam2world_to_pose, relative_cam2world
 from . import metrics
 from .landmarks import DETECTOR_NAME, LandmarkRegressor
@@ -42,8 +43,8 @@ class Evaluator:
         landmarks: the landmark detector run on every variant's frames.
         lpips: a callable (frames, reference) -> mean LPIPS, when its backbone weights are available.
         batch_size: frames rendered together.
-        fast: render the model with the fast engine (:mod:`s3d_pipeline.rendering.fast_renderer`) instead of the
-            reference path; ``s3d-nerf bench`` reports the PSNR between the two.
+        fast: render the model with the fast engine (:mod:`s3d_pipeline.engines.fast`) instead of the reference
+            engine; ``s3d-nerf bench`` reports the PSNR between the two.
         samples: when set, collects the model's frames beside the ground truth for a picture of the results.
     """
 
@@ -59,7 +60,7 @@ class Evaluator:
     def render(self, identity: Identity, poses: torch.Tensor, audio: np.ndarray, fps: float) -> np.ndarray:
         """The model's frames (N, R, R, 3) uint8 from an encoded source, pose offsets (N, 3) and speech."""
         chunks = self.pipe.iter_frames(identity, audio, poses, fps, self.batch_size, fast=self.fast)
-        return self.pipe._postprocess(torch.cat([chunk.frames for chunk in chunks]), "np")
+        return to_uint8(torch.cat([chunk.frames for chunk in chunks]))
 
     def score(self, frames: np.ndarray, clip: Clip, frames_gt: np.ndarray, landmarks_gt: np.ndarray, opening_gt: np.ndarray) -> Dict[str, Optional[float]]:
         """Every metric of one variant's frames against the clip's ground truth."""
@@ -86,7 +87,7 @@ class Evaluator:
 
     def evaluate_clip(self, clip: Clip, other_audio: np.ndarray) -> Dict[str, Dict[str, Optional[float]]]:
         size = self.pipe.resolution
-        frames_gt = _resize(clip.rgb, size)
+        frames_gt = resize_uint8(clip.rgb, size)
         scale = size / clip.rgb.shape[2]
         landmarks_gt = clip.landmarks * scale
         opening_gt = metrics.mouth_opening(landmarks_gt)
@@ -126,14 +127,6 @@ class Evaluator:
         summary = {variant: _mean([c[variant] for c in per_clip]) for variant in VARIANTS}
         summary["per_clip"] = per_clip
         return summary
-
-
-def _resize(frames: np.ndarray, size: int) -> np.ndarray:
-    if frames.shape[1] == size and frames.shape[2] == size:
-        return frames
-    t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:

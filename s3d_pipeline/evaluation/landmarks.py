@@ -32,7 +32,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from ..data.clip import read_clip
-from ..models.layers import conv_block
+from ..frames import resize
+from ..models.layers import ConvBlock
 from . import metrics
 
 DETECTOR_NAME = "synthetic-landmark-regressor"
@@ -56,7 +57,7 @@ def _regressor(size: int, channels: Sequence[int], points: int) -> Tuple[nn.Sequ
     """
     layers, c = [], 3
     for w in channels:
-        layers += [conv_block(c, w, stride=2), conv_block(w, w)]
+        layers += [ConvBlock(c, w, stride=2), ConvBlock(w, w)]
         c = w
     cells = (size // 2 ** len(channels)) ** 2
     head = nn.Sequential(nn.Flatten(), nn.Linear(c * cells, 256), nn.SiLU(), nn.Linear(256, points * 2))
@@ -131,12 +132,12 @@ class LandmarkRegressor(ModelMixin, ConfigMixin):
         return self.mouth_mean_shape + self.mouth_head(self.mouth_features(windows * 2 - 1)).reshape(-1, 20, 2)  # (B, 40) -> (B, 20, 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        points = self.face_stage(_resize(images, self.config.input_size))
+        points = self.face_stage(resize(images, self.config.input_size))
         if not self.config.mouth_size:
             return points
         centres = points[:, MOUTH].mean(1)  # (B, 2)
         side = torch.full((len(images),), self.config.mouth_window)
-        windows = crop(_resize(images, self.working_size), centres, side, self.config.mouth_size)
+        windows = crop(resize(images, self.working_size), centres, side, self.config.mouth_size)
         mouth = self.mouth_stage(windows)
         points = points.clone()
         points[:, MOUTH] = centres[:, None] + (mouth - 0.5) * self.config.mouth_window  # back to image coordinates
@@ -152,13 +153,6 @@ class LandmarkRegressor(ModelMixin, ConfigMixin):
             out.append(self(batch))
         scale = torch.tensor([width, height], dtype=torch.float32)
         return (torch.cat(out) * scale).numpy()
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, size, size), antialiased so downscaling does not alias; a no-op at that size."""
-    if images.shape[-2:] == (size, size):
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -188,7 +182,7 @@ def augment(images: torch.Tensor, generator: torch.Generator, scale: float) -> t
     elif kind < 0.7:
         small = round(size * (56 + 104 * rand(1).item()) / (256 * scale))
         if small < size:
-            images = F.interpolate(_resize(images, small), size=(size, size), mode="bilinear", align_corners=False)
+            images = F.interpolate(resize(images, small), size=(size, size), mode="bilinear", align_corners=False)
     contrast = 0.7 + 0.6 * rand(b, 1, 1, 1) + 0.1 * (rand(b, 3, 1, 1) - 0.5)
     brightness = 0.15 * (rand(b, 1, 1, 1) - 0.5) + 0.05 * (rand(b, 3, 1, 1) - 0.5)
     noise = 0.03 * rand(1).item() * torch.randn(images.shape, generator=generator)
@@ -234,10 +228,10 @@ def _load_frames(clip_dirs: Sequence[Path], model: LandmarkRegressor, frames_per
         picks = sorted(rng.sample(range(len(clip.rgb)), min(frames_per_clip, len(clip.rgb))))
         rgb = torch.from_numpy(clip.rgb[picks]).permute(0, 3, 1, 2).float()
         marks = torch.from_numpy(clip.landmarks[picks]) / torch.tensor([width, height], dtype=torch.float32)
-        faces.append(_resize(rgb, size).round().to(torch.uint8))
+        faces.append(resize(rgb, size).round().to(torch.uint8))
         points.append(marks)
         if model.config.mouth_size:
-            frame = _resize(rgb, work)
+            frame = resize(rgb, work)
             frame = F.pad(frame, (patch, patch, patch, patch), mode="replicate")  # a patch near the border stays inside
             corners = (marks[:, MOUTH].mean(1) * work).round().long() - patch // 2 + patch  # (n, 2) in the padded frame
             for f, (x0, y0) in zip(frame, corners.tolist()):
@@ -338,7 +332,7 @@ def gaussian_blurred(frames: np.ndarray, sigma: float = 1.5) -> np.ndarray:
 def resampled(frames: np.ndarray, size: int = 64) -> np.ndarray:
     """uint8 frames (N, H, W, 3) downscaled to ``size`` px and back up: a robustness probe."""
     images = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    images = F.interpolate(_resize(images, size), size=frames.shape[1:3], mode="bilinear", align_corners=False)
+    images = F.interpolate(resize(images, size), size=frames.shape[1:3], mode="bilinear", align_corners=False)
     return images.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 

@@ -12,7 +12,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
-from .layers import conv_block
+from .layers import ConvBlock
 
 
 @dataclass
@@ -48,9 +48,9 @@ class HierarchicalAppearanceEncoder(ModelMixin, ConfigMixin):
         token_grid: int = 16,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(conv_block(in_channels, block_channels[0] // 2, stride=2), conv_block(block_channels[0] // 2, block_channels[0], stride=2))
+        self.stem = nn.Sequential(ConvBlock(in_channels, block_channels[0] // 2, stride=2), ConvBlock(block_channels[0] // 2, block_channels[0], stride=2))
         self.down = nn.ModuleList(
-            nn.Sequential(conv_block(block_channels[i - 1], block_channels[i], stride=2), conv_block(block_channels[i], block_channels[i]))
+            nn.Sequential(ConvBlock(block_channels[i - 1], block_channels[i], stride=2), ConvBlock(block_channels[i], block_channels[i]))
             for i in range(1, len(block_channels))
         )
         fpn_channels = 3 * plane_channels

@@ -27,7 +27,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
 from ..rendering.triplane import plane_coordinates, sample_planes
-from .layers import conv_block, mlp, positional_encoding
+from .layers import ConvBlock, mlp, per_frame, positional_encoding
 
 MODES = ("cross_attention", "concat", "naive", "none")
 
@@ -99,19 +99,21 @@ class PlaneUNet(nn.Module):
     def __init__(self, in_channels: int, channels: Tuple[int, int, int], out_channels: int) -> None:
         super().__init__()
         c0, c1, c2 = channels
-        self.enc0 = conv_block(in_channels, c0)
-        self.enc1 = conv_block(c0, c1, stride=2)
-        self.mid = nn.Sequential(conv_block(c1, c2, stride=2), conv_block(c2, c2))
-        self.dec1 = conv_block(c2 + c1, c1)
-        self.dec0 = conv_block(c1 + c0, c0)
+        self.enc0 = ConvBlock(in_channels, c0)
+        self.enc1 = ConvBlock(c0, c1, stride=2)
+        self.mid = nn.Sequential(ConvBlock(c1, c2, stride=2), ConvBlock(c2, c2))
+        self.dec1 = ConvBlock(c2 + c1, c1)
+        self.dec0 = ConvBlock(c1 + c0, c0)
         self.out = nn.Conv2d(c0, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_first_level(self.enc0(x))
+        return self.from_first_conv(self.enc0.conv(x))
 
-    def from_first_level(self, e0: torch.Tensor) -> torch.Tensor:
-        """The U-Net after its first block: e0 (B, c0, R, R) -> (B, Cout, R, R). The fast renderer computes e0
-        itself (its first convolution splits into a cached per-identity part and a per-frame part)."""
+    def from_first_conv(self, convolved: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """The U-Net after its first convolution ``enc0.conv``: (B, c0, R, R) -> (B, Cout, R, R). The seam exists
+        because that convolution is linear in its input channels: the fast engine computes it as a cached
+        per-identity part plus a per-frame part (``inplace``: its activation may overwrite the norm's output)."""
+        e0 = self.enc0.finish(convolved, inplace=inplace)
         e1 = self.enc1(e0)
         m = self.mid(e1)
         d1 = self.dec1(torch.cat([F.interpolate(m, size=e1.shape[-2:], mode="nearest"), e1], dim=1))
@@ -170,8 +172,8 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
             point_in = audio_dim + position_dim
         if mode != "none":
             self.displacement_mlp = mlp(point_in, hidden_dim, 3, layers=3)
-            nn.init.zeros_(self.displacement_mlp[-1].weight)  # start from Δx = 0
-            nn.init.zeros_(self.displacement_mlp[-1].bias)
+            nn.init.zeros_(self.displacement_layers[-1].weight)  # start from Δx = 0
+            nn.init.zeros_(self.displacement_layers[-1].bias)
         else:
             # No weights at all: an empty buffer gives the pipeline a device to read and save_pretrained a tensor to write.
             self.register_buffer("device_anchor", torch.zeros(0))
@@ -179,6 +181,19 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
     @property
     def uses_planes(self) -> bool:
         return self.config.mode in ("cross_attention", "concat")
+
+    @property
+    def unet_input_channels(self) -> Tuple[int, int, int]:
+        """Channels of the U-Net's input, in the order :meth:`forward` concatenates them: the identity's planes (C),
+        the per-frame condition and a_dri (D + A), the plane embedding (8)."""
+        cfg = self.config
+        return cfg.plane_channels, cfg.slot_dim + cfg.audio_dim, self.plane_embedding.shape[1]
+
+    @property
+    def displacement_layers(self) -> Tuple[nn.Linear, nn.Linear, nn.Linear]:
+        """The displacement MLP's linear layers (SiLU between them); the first reads
+        ``cat([context, positional_encoding(x / triplane_extent)])``, the last gives tanh's input."""
+        return self.displacement_mlp[0], self.displacement_mlp[2], self.displacement_mlp[4]
 
     def encode_identity(self, visual_tokens: torch.Tensor) -> Optional[IdentitySlots]:
         """Once per identity: F_agg from the visual tokens (B, L, Dv) on a square grid."""
@@ -232,8 +247,7 @@ class CrossModalDeformationField(ModelMixin, ConfigMixin):
         """
         n = audio_tokens.shape[0]
         res = self.config.unet_resolution
-        slots = identity.slots.expand(n, -1, -1) if identity.slots.shape[0] == 1 else identity.slots
-        assignment = identity.assignment.expand(n, -1, -1) if identity.assignment.shape[0] == 1 else identity.assignment
+        slots, assignment = per_frame(identity.slots, n), per_frame(identity.assignment, n)
         grid = identity.visual_map.shape[-1]
         attention_map = weights = None
         if self.config.mode == "cross_attention":

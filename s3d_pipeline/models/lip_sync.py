@@ -20,8 +20,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
 from ..audio import MEL_RATE, LogMel
-from ..data.framing import LOWER_FACE_BOX
-from .layers import conv_block
+from ..rendering.framing import LOWER_FACE_BOX
+from .layers import ConvBlock
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _encoder(in_channels: int, widths, strides, embed_dim: int, flat_size: int) 
     """Five conv blocks at ``strides``, flattened into a linear embedding."""
     layers, c = [], in_channels
     for w, s in zip(widths, strides):
-        layers.append(conv_block(c, w, stride=s))
+        layers.append(ConvBlock(c, w, stride=s))
         c = w
     layers += [nn.Flatten(), nn.Linear(c * flat_size, embed_dim)]
     return nn.Sequential(*layers)

@@ -67,11 +67,22 @@ class TriPlaneRenderer(ModelMixin, ConfigMixin):
         super().__init__()
         self.decoder = nn.Sequential(nn.Linear(plane_channels, hidden_dim), nn.Softplus(), nn.Linear(hidden_dim, 1 + feature_dim))
 
+    # decode(): density = softplus(raw_0 + DENSITY_SHIFT); features = sigmoid(raw_1:) stretched by FEATURE_MARGIN on
+    # either side of [0, 1], so that 0 and 1 are reachable with finite logits (EG3D does the same).
+    DENSITY_SHIFT = -1.0
+    FEATURE_MARGIN = 1e-3
+
+    @property
+    def decoder_layers(self) -> Tuple[nn.Linear, nn.Linear]:
+        """The decoder MLP's two linear layers (Softplus between them); the last one's output 0 is the raw density,
+        the others the raw features."""
+        return self.decoder[0], self.decoder[2]
+
     def decode(self, features: torch.Tensor):
         """Tri-plane features (B, M, C) -> density (B, M, 1) >= 0 and features (B, M, F)."""
         raw = self.decoder(features)
-        density = F.softplus(raw[..., :1] - 1.0)
-        feats = torch.sigmoid(raw[..., 1:]) * (1 + 2e-3) - 1e-3
+        density = F.softplus(raw[..., :1] + self.DENSITY_SHIFT)
+        feats = torch.sigmoid(raw[..., 1:]) * (1 + 2 * self.FEATURE_MARGIN) - self.FEATURE_MARGIN
         return density, feats
 
     def _query(self, triplanes, points: torch.Tensor, displacement_fn: Optional[DisplacementFn]):

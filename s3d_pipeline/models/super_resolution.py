@@ -25,12 +25,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
-from .layers import conv_block
-
-
-def batch_of(t: torch.Tensor, n: int) -> torch.Tensor:
-    """A per-identity tensor (1 or n, ...) as a batch of n (a view when it is expanded)."""
-    return t.expand(n, *t.shape[1:]) if t.shape[0] == 1 else t
+from .layers import ConvBlock, per_frame
 
 
 @dataclass
@@ -67,13 +62,26 @@ class SuperResolution(ModelMixin, ConfigMixin):
         super().__init__()
         s0, s1, s2 = source_channels
         c0, c1, c2 = channels
-        self.source_encoder = nn.ModuleList([conv_block(3, s0), conv_block(s0, s1, stride=2), conv_block(s1, s2, stride=2)])
-        self.coarse = nn.Sequential(conv_block(feature_dim + 1 + s2, c0), conv_block(c0, c0))
-        self.up1 = conv_block(c0 + s1, c1)
-        self.up2 = conv_block(c1 + s0, c2)
+        self.source_encoder = nn.ModuleList([ConvBlock(3, s0), ConvBlock(s0, s1, stride=2), ConvBlock(s1, s2, stride=2)])
+        self.coarse = nn.Sequential(ConvBlock(feature_dim + 1 + s2, c0), ConvBlock(c0, c0))
+        self.up1 = ConvBlock(c0 + s1, c1)
+        self.up2 = ConvBlock(c1 + s0, c2)
         self.out = nn.Conv2d(c2, 4, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    @property
+    def conditioned_blocks(self) -> Tuple[Tuple[ConvBlock, int], ...]:
+        """The blocks that read the source's features beside the per-frame input (coarse, x2, x4 stages), each with
+        the number of per-frame input channels that come first: their convolution is linear in the two parts, so a
+        per-identity share can be computed once (the fast engine's split convolutions)."""
+        c0, c1, _ = self.config.channels
+        return (self.coarse[0], self.config.feature_dim + 1), (self.up1, c0), (self.up2, c1)
+
+    @property
+    def coarse_refine(self) -> ConvBlock:
+        """The coarse stage's second block, which reads only the first one's output."""
+        return self.coarse[1]
 
     def hide_mouth(self, source: torch.Tensor) -> torch.Tensor:
         """The aligned source (B, 3, H, W) in [-1, 1] as the super-resolution sees it: the ellipse inscribed in
@@ -109,9 +117,9 @@ class SuperResolution(ModelMixin, ConfigMixin):
         """features (N, F, r, r), opacity (N, 1, r, r), source (1 or N, 3, 4r, 4r) -> the frame."""
         n = features.shape[0]
         src0, src1, src2 = source_features if source_features is not None else self.encode_source(source)
-        x = self.coarse(torch.cat([features, opacity, batch_of(src2, n)], dim=1))
-        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), batch_of(src1, n)], dim=1))
-        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), batch_of(src0, n)], dim=1))
+        x = self.coarse(torch.cat([features, opacity, per_frame(src2, n)], dim=1))
+        x = self.up1(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), per_frame(src1, n)], dim=1))
+        x = self.up2(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), per_frame(src0, n)], dim=1))
         return self.compose(self.out(x), features, opacity, source)
 
     @staticmethod
@@ -129,6 +137,6 @@ class SuperResolution(ModelMixin, ConfigMixin):
             # The mask starts as the render's opacity and learns to cover the source head wherever the pose moved it.
             mask = torch.sigmoid(torch.logit(coarse_alpha.clamp(1e-4, 1 - 1e-4)) + mask_logit)
             # mask * (coarse_rgb + residual) + (1 - mask) * source, in one fused multiply-add.
-            source = batch_of(source, out.shape[0])
+            source = per_frame(source, out.shape[0])
             image = torch.addcmul(source, mask, coarse_rgb + residual - source)
         return SuperResolutionOutput(image=image, mask=mask)

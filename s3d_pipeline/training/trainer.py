@@ -8,9 +8,9 @@ and a StyleGAN2-style image discriminator, then export a diffusers-layout pipeli
 Affordable rendering (ours): each step renders a ``patch_rays`` x ``patch_rays`` window of the ray grid at the
 inference ray spacing (a quarter of the rays for ``demo``) for T consecutive target frames, and the
 super-resolution turns it into the matching 4x crop against the same crop of the source. The networks thus
-train at exactly the scale the pipeline runs them at, with the same component classes and the same per-frame
-path as :meth:`S3DNeRFPipeline.render_frames`. The lip-sync loss sees the rendered window pasted into the
-ground-truth frames, and half of the windows are centred on the mouth.
+train at exactly the scale the pipeline runs them at, through the same per-frame path: the reference engine
+(:mod:`s3d_pipeline.engines.reference`). The lip-sync loss sees the rendered window pasted into the ground-truth
+frames, and half of the windows are centred on the mouth.
 
 Data parallelism: every process draws its own samples (seed + rank) and gradients are averaged across processes
 after each backward pass, with ``accelerate``'s collective ``reduce``. (Gradients are averaged explicitly rather
@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -43,11 +42,14 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from ..configs import COMPONENTS, build_components
-from ..data.framing import MOUTH_CENTER
+from ..engines import FrameBatch, ReferenceEngine, encode_identity
+from ..evaluation import metrics
+from ..frames import to_uint8
 from ..hardware import cpu_has_native_bf16
 from ..models import LipSyncDiscriminator
-from ..models.deformation_field import IdentitySlots
+from ..paths import DEFAULT_CHECKPOINT
 from ..pipeline_s3d_nerf import S3DNeRFPipeline
+from ..rendering.framing import MOUTH_CENTER
 from . import checkpointing
 from .config import TrainConfig
 from .data import ClipInfo, Corpus, Sampler, SyncPairBank, frames_to_tensor
@@ -329,17 +331,6 @@ class SyncNetTraining(TrainingRun):
 
 
 # ============================================================================================= generator stage
-@dataclass
-class RenderedWindow:
-    """Super-resolved target windows ``frames`` (B, T, 3, 4p, 4p) in [-1, 1]; the coarse render's RGB channels
-    ``coarse_rgb`` (B*T, 3, p, p) in [0, 1] and ``opacity`` (B*T, 1, p, p); Δx at the samples (or None)."""
-
-    frames: torch.Tensor
-    coarse_rgb: torch.Tensor
-    opacity: torch.Tensor
-    displacement: Optional[torch.Tensor]
-
-
 def choose_window(rng: np.random.Generator, rays: int, size: int, mouth_probability: float) -> Tuple[int, int, int]:
     """(top, left, size) of the ray window of a step: centred on the mouth with ``mouth_probability``, else uniform."""
     if size >= rays:
@@ -358,35 +349,19 @@ def render_window(
     cameras: torch.Tensor,
     window: Tuple[int, int, int],
     generator: Optional[torch.Generator] = None,
-) -> RenderedWindow:
-    """The per-frame path of :meth:`S3DNeRFPipeline.render_frames`, with gradients, for a window of the ray grid.
+) -> FrameBatch:
+    """The reference engine's render of a window of the ray grid, with gradients, the identity encoded on the way.
 
     Args:
         source: (B, 3, R, R) in [-1, 1]; audio_windows: (B, T, F, W); cameras: (B, T, 4, 4) in the tri-plane frame.
-        window: (top, left, p) in rays; the output covers pixels [4 top, 4 (top + p)) x [4 left, 4 (left + p)).
+        window: (top, left, p) in rays; the frames (B*T, 3, 4p, 4p), source-major, cover pixels
+            [4 top, 4 (top + p)) x [4 left, 4 (left + p)), composited onto the source with its mouth hidden.
     """
-    b, t = cameras.shape[:2]
-    top, left, size = window
-    deformation_field = components["deformation_field"]
-    # Identity, once per source (the single-shot "fit"), then repeated for its T target frames.
-    encoded = components["appearance_encoder"](source)
-    repeat = lambda x: x.repeat_interleave(t, dim=0)  # (B, ...) -> (B*T, ...)  # noqa: E731
-    triplanes = tuple(repeat(planes) for planes in encoded.triplanes)
-    slots = deformation_field.encode_identity(encoded.visual_tokens)
-    if slots is not None:
-        slots = IdentitySlots(slots=repeat(slots.slots), assignment=repeat(slots.assignment), visual_map=repeat(slots.visual_map))
-    # Per frame: a_dri -> Δx field -> volume render of the window -> super-resolution against the source crop.
-    a_dri = components["audio_encoder"](audio_windows.flatten(0, 1))  # (B*T, F, W) -> tokens (B*T, K, A)
-    field = deformation_field(slots, triplanes, a_dri.tokens, a_dri.pooled)
-    displacement = None
-    if deformation_field.config.mode != "none":
-        displacement = lambda points: deformation_field.displacement(field, points)  # noqa: E731
-    coarse = components["renderer"](triplanes, cameras.flatten(0, 1), displacement, generator=generator, ray_window=window)
-    crop = components["super_resolution"].hide_mouth(source)[:, :, SR_SCALE * top : SR_SCALE * (top + size), SR_SCALE * left : SR_SCALE * (left + size)]  # (B, 3, 4p, 4p)
-    source_features = tuple(repeat(f) for f in components["super_resolution"].encode_source(crop))
-    final = components["super_resolution"](coarse.features, coarse.opacity, repeat(crop), source_features)
-    frames = final.image.reshape(b, t, *final.image.shape[1:])  # (B*T, 3, 4p, 4p) -> (B, T, 3, 4p, 4p)
-    return RenderedWindow(frames=frames, coarse_rgb=coarse.features[:, :3], opacity=coarse.opacity, displacement=coarse.displacement)
+    identity = encode_identity(
+        components["appearance_encoder"], components["deformation_field"], components["super_resolution"], source, composite_onto_hidden=True
+    )  # once per source (the single-shot "fit"), shared by its T target frames
+    engine = ReferenceEngine(*(components[name] for name in ("audio_encoder", "deformation_field", "renderer", "super_resolution")))
+    return engine.render(identity, audio_windows.flatten(0, 1), cameras.flatten(0, 1), generator=generator, ray_window=window)
 
 
 def _architecture_of(model) -> str:
@@ -398,6 +373,15 @@ def find_lip_sync(folder: Path) -> Optional[Path]:
     """``folder/lip_sync`` if a lip-sync discriminator is saved there: a pipeline folder, or a run's ``syncnet``."""
     path = Path(folder) / "lip_sync"
     return path if (path / "config.json").is_file() else None
+
+
+def shipped_lip_sync(config: TrainConfig) -> Optional[Path]:
+    """The shipped checkpoint's lip-sync discriminator, when it has the config's architecture (else None)."""
+    path = find_lip_sync(DEFAULT_CHECKPOINT)
+    if path is None:
+        return None
+    shipped = LipSyncDiscriminator.from_pretrained(path, use_safetensors=True)
+    return path if _architecture_of(shipped) == _architecture_of(LipSyncDiscriminator(**config.components()["lip_sync"])) else None
 
 
 def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipeline: Path, reinit: Sequence[str] = ()) -> None:
@@ -446,6 +430,10 @@ class GeneratorTraining(TrainingRun):
         syncnet = (
             syncnet or find_lip_sync(self.out / "syncnet") or find_lip_sync(self.out / "generator") or (find_lip_sync(init_from) if init_from else None)
         )
+        if syncnet is None and config.losses.sync > 0:
+            syncnet = shipped_lip_sync(config)
+            if syncnet is not None and self.accelerator.is_main_process:
+                print(f"no lip-sync discriminator in {self.out} or given with --syncnet: using the shipped one, {syncnet}")
         if syncnet is not None:
             components["lip_sync"] = LipSyncDiscriminator.from_pretrained(syncnet, use_safetensors=True)
             if _architecture_of(components["lip_sync"]) != _architecture_of(LipSyncDiscriminator(**config.components()["lip_sync"])):
@@ -506,7 +494,7 @@ class GeneratorTraining(TrainingRun):
         # Generator: L = L_pix + λ_per L_per + λ_adv L_adv + λ_sync L_sync + λ_deform L_deform
         with self.accelerator.autocast():
             rendered = render_window(self.components, source, self._audio_windows(batch), cameras, window, self.render_generator)
-            fake = rendered.frames.flatten(0, 1).float()  # (B*T, 3, 4p, 4p)
+            fake = rendered.image.float()  # (B*T, 3, 4p, 4p)
             terms = {"pixel": pixel_loss(fake, real), "deformation": deformation_regulariser(rendered.displacement).to(self.device)}
             if w.perceptual > 0:
                 terms["perceptual"] = self.perceptual(fake, real)
@@ -518,7 +506,7 @@ class GeneratorTraining(TrainingRun):
                 terms["adversarial"] = generator_adversarial_loss(self.discriminator(fake).float())
             if w.sync > 0:
                 pasted = targets.clone()  # the render replaces its window in the ground-truth frames
-                pasted[..., pixels[0], pixels[1]] = rendered.frames.float()
+                pasted[..., pixels[0], pixels[1]] = fake.reshape(*targets.shape[:2], *fake.shape[1:])  # (B, T, 3, 4p, 4p)
                 mel = sync_audio_windows(self.lip_sync, batch.waveforms, batch.starts, batch.fps).to(self.device)
                 terms["sync"] = lip_sync_loss(sync_logits(self.lip_sync, (pasted.clamp(-1, 1) + 1) / 2, mel).float())
         loss = sum(getattr(w, name) * value for name, value in terms.items())
@@ -570,20 +558,19 @@ class GeneratorTraining(TrainingRun):
         pipe = self.pipeline()
         for module in self.components.values():
             module.eval()
-        squared_errors, rows = [], []
+        psnrs, rows = [], []
         for clip, source_index, targets in self._evaluation_set():
             identity = pipe.encode_identity(clip.rgb[source_index], aligned=True)
             windows = pipe.encode_audio(clip.audio, clip.meta.num_frames, clip.meta.fps)[targets]
             cams = relative_cam2world(torch.from_numpy(clip.cam2world[source_index]), torch.from_numpy(clip.cam2world[targets])).to(self.device)
-            rendered = pipe.render_frames(identity, windows, cams).frames.cpu()  # (n, 3, R, R) in [0, 1]
+            rendered = pipe.render_frames(identity, windows, cams, fast=False).frames.cpu()  # (n, 3, R, R) in [0, 1]
             truth = frames_to_tensor(clip.rgb[targets], self.resolution)
-            squared_errors.append((rendered - truth).pow(2).flatten(1).mean(1))
+            psnrs.append(metrics.psnr(to_uint8(rendered), to_uint8(truth)))
             source = frames_to_tensor(clip.rgb[source_index : source_index + 1], self.resolution)
             to_row = lambda images: torch.cat(list(torch.cat([source, images])), dim=-1)  # (3, R, (n+1) R)  # noqa: E731
             rows += [to_row(truth), to_row(rendered)]
-        psnr = float((-10 * torch.log10(torch.cat(squared_errors).clamp_min(1e-10))).mean())  # frames in [0, 1]
-        grid = (torch.cat(rows, dim=-2).permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        return psnr, grid
+        grid = to_uint8(torch.cat(rows, dim=-2)[None])[0]
+        return float(np.mean(psnrs)), grid
 
     def on_step_end(self) -> None:
         cfg = self.config

@@ -132,9 +132,9 @@ def test_typed_text_is_spoken_when_no_speech_is_given(service):
 
 def test_renderer_chooses_the_fast_engine_or_the_seeded_reference(service, short_speech, tiny_pipe, monkeypatch):
     calls = []
-    engine = tiny_pipe.fast_renderer
-    render = engine.render_frames
-    monkeypatch.setattr(engine, "render_frames", lambda *args, **kwargs: calls.append(1) or render(*args, **kwargs))
+    engine = tiny_pipe.fast_engine
+    render = engine.render
+    monkeypatch.setattr(engine, "render", lambda *args, **kwargs: calls.append(1) or render(*args, **kwargs))
     fast = [service.preview(request(short_speech, framing="face crop", seed=seed)) for seed in (0, 1)]
     assert calls and np.array_equal(fast[0], fast[1])  # the fast engine draws no random samples
     calls.clear()

@@ -9,7 +9,7 @@ import skimage.data
 
 from s3d_pipeline.cli import main
 from s3d_pipeline.data.clip import AUDIO_SAMPLE_RATE, list_clips, read_clip
-from s3d_pipeline.data.framing import EYE_CENTER, MOUTH_CENTER
+from s3d_pipeline.rendering.framing import EYE_CENTER, MOUTH_CENTER
 from s3d_pipeline.face import eye_and_mouth_centres
 from s3d_pipeline.video import export_to_video
 

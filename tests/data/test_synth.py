@@ -12,7 +12,7 @@ import torch
 from s3d_pipeline.cli import build_parser
 from s3d_pipeline.commands import synth
 from s3d_pipeline.data.clip import AUDIO_SAMPLE_RATE, list_clips, read_clip
-from s3d_pipeline.data.framing import EYE_CENTER, MOUTH_CENTER
+from s3d_pipeline.rendering.framing import EYE_CENTER, MOUTH_CENTER
 from s3d_pipeline.data.synth import CorpusConfig, FaceState, HeadModel, render_corpus, sample_identity, synthesize_clip
 from s3d_pipeline.data.synth.motion import MOTION_KINDS, POSE_LIMITS_DEG, sample_motion
 from s3d_pipeline.data.synth.raster import Rasterizer, create_context

@@ -10,8 +10,7 @@ import torch
 import s3d_pipeline.training
 from s3d_pipeline.configs import build_components
 from s3d_pipeline.models.deformation_field import IdentitySlots
-from s3d_pipeline.pipeline_s3d_nerf import Identity, S3DNeRFPipeline
-from s3d_pipeline.rendering.cameras import pose_to_cam2world, relative_cam2world
+from s3d_pipeline.rendering.cameras import pose_to_cam2world
 from s3d_pipeline.training import checkpointing
 from s3d_pipeline.training.config import TrainConfig, config_names, get_config
 from s3d_pipeline.training.data import Corpus, Sampler, SyncPairBank
@@ -149,38 +148,32 @@ def test_ray_window_is_a_crop_of_the_full_render(tiny_components):
         tiny_components["renderer"](triplanes, cams, ray_window=(10, 0, 8))
 
 
-def test_training_render_is_the_pipeline_per_frame_path(tiny_components):
-    """The full-grid training render equals S3DNeRFPipeline.render_frames on the same inputs (composited, as in
-    training, onto the source with its mouth hidden)."""
+def test_each_source_drives_only_its_own_target_frames(tiny_components):
+    """A batch of B sources with T target frames each renders as B one-source batches do: the identity is shared
+    out source-major, each source's frames composited onto its own (hidden-mouth) crop."""
     torch.manual_seed(1)
-    source = torch.rand(1, 3, 64, 64) * 2 - 1
-    windows = torch.randn(1, 3, 80, 16)  # (B, T, F, W)
-    cams = relative_cam2world(pose_to_cam2world(5.0), pose_to_cam2world(torch.tensor([0.0, 10.0, -10.0])))[None]
+    source = torch.rand(2, 3, 64, 64) * 2 - 1
+    windows = torch.randn(2, 3, 80, 16)  # (B, T, F, W)
+    cams = pose_to_cam2world(torch.tensor([[0.0, 10.0, -10.0], [5.0, -5.0, 0.0]])).reshape(2, 3, 4, 4)
     with torch.no_grad():
-        trained = render_window(tiny_components, source, windows, cams, (0, 0, 16)).frames[0]
-        pipe = S3DNeRFPipeline(**tiny_components)
-        encoded = pipe.appearance_encoder(source)
-        shown = pipe.super_resolution.hide_mouth(source)
-        identity = Identity(
-            portrait=None, source=shown, triplanes=encoded.triplanes,
-            slots=pipe.deformation_field.encode_identity(encoded.visual_tokens),
-            source_features=pipe.super_resolution.encode_source(shown),
-        )  # fmt: skip
-        inferred = pipe.render_frames(identity, windows[0], cams[0]).frames
-    assert torch.allclose((trained.clamp(-1, 1) + 1) / 2, inferred, atol=1e-5)
+        both = render_window(tiny_components, source, windows, cams, (4, 4, 8)).image  # (6, 3, 32, 32)
+        alone = [render_window(tiny_components, source[i : i + 1], windows[i : i + 1], cams[i : i + 1], (4, 4, 8)).image for i in range(2)]
+    assert both.shape == (6, 3, 32, 32)
+    assert torch.allclose(both, torch.cat(alone), atol=1e-5)
+    assert not torch.allclose(alone[0], alone[1], atol=1e-2)
 
 
 def test_window_render_trains_every_generator_component(tiny_components):
     source = torch.rand(2, 3, 64, 64) * 2 - 1
     cams = pose_to_cam2world(torch.zeros(2, 5)).reshape(2, 5, 4, 4)
     out = render_window(tiny_components, source, torch.randn(2, 5, 80, 16), cams, (8, 4, 8))
-    assert out.frames.shape == (2, 5, 3, 32, 32) and out.displacement.shape[0] == 10
-    out.frames.square().mean().backward()
+    assert out.image.shape == (10, 3, 32, 32) and out.displacement.shape[0] == 10
+    out.image.square().mean().backward()
     for name in ("appearance_encoder", "renderer", "super_resolution"):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny_components[name].parameters()), name
     # Δx starts at zero (zero-initialised last layer): the first gradient reaches that layer, which then opens
     # the path to the audio encoder.
-    assert tiny_components["deformation_field"].displacement_mlp[-1].weight.grad.abs().sum() > 0
+    assert tiny_components["deformation_field"].displacement_layers[-1].weight.grad.abs().sum() > 0
     for module in tiny_components.values():
         module.zero_grad(set_to_none=True)
     assert isinstance(tiny_components["deformation_field"].encode_identity(torch.randn(1, 16, 24)), IdentitySlots)

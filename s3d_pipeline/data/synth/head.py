@@ -25,7 +25,7 @@ from typing import List, Tuple
 import numpy as np
 
 from ...rendering.cameras import CAMERA_RADIUS, FOCAL
-from ..framing import EYE_CENTER, EYE_TO_MOUTH
+from ...rendering.framing import EYE_CENTER, EYE_TO_MOUTH
 from .geometry import bump, grid_normals, grid_triangles, smoothstep
 from .identity import Identity
 

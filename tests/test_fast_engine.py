@@ -1,4 +1,4 @@
-"""The fast renderer's occupancy grid: ray intervals, skipped rays, and frames on a density with a known small
+"""The fast engine's occupancy grid: ray intervals, skipped rays, and frames on a density with a known small
 occupied region (two balls), against the box-bounded samples and the reference path."""
 
 import dataclasses
@@ -7,20 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from s3d_pipeline.benchmark import psnr
 from s3d_pipeline.configs import build_pipeline
+from s3d_pipeline.engines import FastEngine
+from s3d_pipeline.engines.fast.occupancy import OccupancyGrid, empty_ray_depth
+from s3d_pipeline.engines.fast.plane_table import PlaneTable
+from s3d_pipeline.evaluation.metrics import psnr
+from s3d_pipeline.frames import to_uint8
 from s3d_pipeline.rendering.cameras import FOCAL, pose_to_cam2world
-from s3d_pipeline.rendering.fast_renderer import FastRenderer, OccupancyGrid, PlaneTable, empty_ray_depth
 from s3d_pipeline.rendering.rays import pixel_rays
 
 from media_helpers import speech_like
 from test_speed_paths import MIN_PSNR_DB
 
 BALL_CENTRE, BALL_RADIUS, BALL_DENSITY = 0.12, 0.08, 40.0  # balls at ±(c, c, c); density at their centres
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    return (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
 def in_occupied(grid: OccupancyGrid, points: torch.Tensor) -> torch.Tensor:
@@ -101,8 +100,8 @@ def balls():
     planes[0][0, 0, 0] = planes[0][0, 1, 0] = torch.maximum(bump(c, -c), bump(-c, c))  # xy: (x, -y), zy: (z, -y)
     planes[0][0, 2, 0] = torch.maximum(bump(c, c), bump(-c, -c))  # xz: (x, z)
     identity = dataclasses.replace(identity, triplanes=tuple(planes))
-    engine = FastRenderer(pipe.audio_encoder, pipe.deformation_field, pipe.renderer, pipe.super_resolution, occupancy_resolution=64)
-    fast = engine.prepare(identity.triplanes, identity.source_features)
+    engine = FastEngine(pipe.audio_encoder, pipe.deformation_field, pipe.renderer, pipe.super_resolution, occupancy_resolution=64)
+    fast = engine.prepare(identity)
     n = 4
     windows = pipe.encode_audio(speech_like(0.5), n, 25.0)
     cams = pose_to_cam2world(torch.linspace(-20, 20, n), torch.linspace(-10, 10, n), torch.zeros(n))
@@ -111,10 +110,11 @@ def balls():
 
 @torch.no_grad()
 def render(engine, fast, identity, windows, cams):
-    """The fast path's volume render: features (n, F, r, r), depth (n, 1, r, r), opacity (n, 1, r, r)."""
+    """The fast engine's volume render with cache ``fast``: features (n, F, r, r), depth (n, 1, r, r), opacity
+    (n, 1, r, r)."""
     a_dri = engine.audio_encoder(windows)
-    deform_planes, _ = engine.deformation_planes(identity.slots, fast, a_dri)
-    return engine.render(fast, deform_planes, a_dri.pooled, cams, 1.0)
+    deform_planes, _ = engine.deformation_planes(identity, fast, a_dri)
+    return engine.volume_render(fast, deform_planes, a_dri.pooled, cams, 1.0)
 
 
 def test_most_rays_of_a_small_density_are_skipped_and_see_nothing(balls):
@@ -137,13 +137,13 @@ def test_grid_samples_match_and_beat_the_box_samples(balls):
     at least as accurate as with the box (measured: 2.3x smaller mean error)."""
     pipe, engine, identity, fast, windows, cams = balls
     box = dataclasses.replace(fast, occupancy=filled_box(fast.occupancy))
-    dense_engine = FastRenderer(pipe.audio_encoder, pipe.deformation_field, pipe.renderer, pipe.super_resolution, num_samples=256)
+    dense_engine = FastEngine(pipe.audio_encoder, pipe.deformation_field, pipe.renderer, pipe.super_resolution, num_samples=256)
     dense = render(dense_engine, box, identity, windows, cams)[0]
     error = lambda ident: float((render(engine, ident, identity, windows, cams)[0] - dense).abs().mean())  # noqa: E731
     assert error(fast) <= error(box)
     with torch.no_grad():
-        frames = engine.render_frames(identity, fast, windows, cams).frames
-        box_frames = engine.render_frames(identity, box, windows, cams).frames
+        frames = engine.render_part(identity, fast, windows, cams, 1.0).frames
+        box_frames = engine.render_part(identity, box, windows, cams, 1.0).frames
     assert psnr(to_uint8(frames), to_uint8(box_frames)) >= 45.0
 
 
@@ -151,8 +151,8 @@ def test_frames_of_a_small_density_match_the_reference(balls):
     """Measured 45.4 dB (the box-bounded fast path: 44.8 dB)."""
     pipe, engine, identity, fast, windows, cams = balls
     with torch.no_grad():
-        frames = engine.render_frames(identity, fast, windows, cams).frames
-    reference = pipe.render_frames(identity, windows, cams).frames
+        frames = engine.render(identity, windows, cams).frames
+    reference = pipe.render_frames(identity, windows, cams, fast=False).frames
     assert psnr(to_uint8(frames), to_uint8(reference)) >= MIN_PSNR_DB
 
 
@@ -160,7 +160,7 @@ def test_an_empty_density_renders_what_the_reference_renders(balls):
     """No voxel occupied: every ray is skipped and gets what the reference gives a ray that sees nothing."""
     pipe, engine, identity, fast, windows, cams = balls
     empty = dataclasses.replace(identity, triplanes=tuple(torch.zeros_like(t) for t in identity.triplanes))
-    empty_fast = engine.prepare(empty.triplanes, empty.source_features)  # a zero plane reads density ~1e-13
+    empty_fast = engine.prepare(empty)  # a zero plane reads density ~1e-13
     assert not empty_fast.occupancy.occupied.any()
     features, depth, opacity = render(engine, empty_fast, empty, windows, cams)
     with torch.no_grad():
@@ -187,5 +187,5 @@ def test_compute_type_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
     parts = (pipe.audio_encoder, pipe.deformation_field, pipe.renderer, pipe.super_resolution)
     for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda native=native: native)
-        assert FastRenderer(*parts).dtype == expected
-        assert FastRenderer(*parts, dtype=torch.bfloat16).dtype == torch.bfloat16
+        assert FastEngine(*parts).dtype == expected
+        assert FastEngine(*parts, dtype=torch.bfloat16).dtype == torch.bfloat16

@@ -153,7 +153,7 @@ def test_missing_package_falls_back_to_the_mean_shape(monkeypatch, portrait_rgb)
 @pytest.fixture(scope="module")
 def turned_heads():
     """A synthetic head rendered at yaw -30, 0 and +30 degrees: {yaw: (256, 256, 3) uint8}."""
-    from s3d_pipeline.data.synth import FaceState, HeadModel, sample_identity
+    from s3d_pipeline.data.synth import FaceState, HeadModel, sample_person
     from s3d_pipeline.data.synth.raster import Rasterizer, create_context
     from s3d_pipeline.rendering.cameras import pose_to_cam2world
 
@@ -161,9 +161,9 @@ def turned_heads():
         create_context().release()
     except RuntimeError as exc:
         pytest.skip(f"no EGL OpenGL context (apt: libegl1 libegl-mesa0 libgl1-mesa-dri): {exc}")
-    identity = sample_identity(7, "test", 1)
+    identity = sample_person(7, "test", 1)
     head, raster, state = HeadModel(identity), Rasterizer(256), FaceState()
-    raster.set_identity(identity, head.triangles, len(head.vertices(state)))
+    raster.set_person(identity, head.triangles, len(head.vertices(state)))
     return {yaw: raster.render(head.vertices(state), pose_to_cam2world(yaw).numpy(), state)[0] for yaw in (-30, 0, 30)}
 
 

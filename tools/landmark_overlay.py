@@ -25,13 +25,13 @@ GROUPS = ((slice(0, 17), (255, 220, 0)), (slice(17, 27), (255, 120, 0)), (slice(
 
 def turned_heads(yaws=(-30, 0, 30), resolution: int = 256):
     """One synthetic identity rendered at each yaw (degrees): [(H, W, 3) uint8]."""
-    from s3d_pipeline.data.synth import FaceState, HeadModel, sample_identity
+    from s3d_pipeline.data.synth import FaceState, HeadModel, sample_person
     from s3d_pipeline.data.synth.raster import Rasterizer
     from s3d_pipeline.rendering.cameras import pose_to_cam2world
 
-    identity = sample_identity(7, "test", 1)
+    identity = sample_person(7, "test", 1)
     head, raster, state = HeadModel(identity), Rasterizer(resolution), FaceState()
-    raster.set_identity(identity, head.triangles, len(head.vertices(state)))
+    raster.set_person(identity, head.triangles, len(head.vertices(state)))
     return [raster.render(head.vertices(state), pose_to_cam2world(yaw).numpy(), state)[0] for yaw in yaws]
 
 

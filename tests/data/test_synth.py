@@ -13,7 +13,7 @@ from s3d_pipeline.cli import build_parser
 from s3d_pipeline.commands import synth
 from s3d_pipeline.data.clip import AUDIO_SAMPLE_RATE, list_clips, read_clip
 from s3d_pipeline.rendering.framing import EYE_CENTER, MOUTH_CENTER
-from s3d_pipeline.data.synth import CorpusConfig, FaceState, HeadModel, render_corpus, sample_identity, synthesize_clip
+from s3d_pipeline.data.synth import CorpusConfig, FaceState, HeadModel, render_corpus, sample_person, synthesize_clip
 from s3d_pipeline.data.synth.motion import MOTION_KINDS, POSE_LIMITS_DEG, sample_motion
 from s3d_pipeline.data.synth.raster import Rasterizer, create_context
 from s3d_pipeline.data.synth.speech import SpeechUnavailable, check_available
@@ -110,19 +110,19 @@ def test_rerun_skips_complete_clips(clips, tiny_config):
 
 
 def test_train_and_test_identities_are_disjoint():
-    train = [sample_identity(SEED, "train", i) for i in range(40)]
-    test = [sample_identity(SEED, "test", i) for i in range(40)]
+    train = [sample_person(SEED, "train", i) for i in range(40)]
+    test = [sample_person(SEED, "test", i) for i in range(40)]
     assert not {p.name for p in train} & {p.name for p in test}
     assert not {p.seed for p in train} & {p.seed for p in test}
     shape = lambda p: (p.head_a, p.eye_x, p.nose_len, p.mouth_w, p.skin)  # noqa: E731
     assert not {shape(p) for p in train} & {shape(p) for p in test}
     # Same split and index: the same person.
-    assert sample_identity(SEED, "test", 3) == test[3]
+    assert sample_person(SEED, "test", 3) == test[3]
 
 
 def test_frontal_neutral_head_matches_the_face_framing():
     for i in range(6):
-        head = HeadModel(sample_identity(SEED, "train", i))
+        head = HeadModel(sample_person(SEED, "train", i))
         points = torch.tensor(head.landmarks(FaceState()), dtype=torch.float32)
         uv = cameras.project(points, cameras.frontal_cam2world()).numpy()[:, :2]
         np.testing.assert_allclose(uv[36:48].mean(0), EYE_CENTER, atol=0.025)
@@ -130,7 +130,7 @@ def test_frontal_neutral_head_matches_the_face_framing():
 
 
 def test_jaw_and_eyelids_move_their_landmarks():
-    head = HeadModel(sample_identity(SEED, "train", 0))
+    head = HeadModel(sample_person(SEED, "train", 0))
     rest, moved = head.landmarks(FaceState()), head.landmarks(FaceState(jaw_open=1.0, blink_l=1.0, blink_r=1.0))
     assert np.linalg.norm(rest[66] - rest[62]) < 1e-6  # lips meet at rest
     assert moved[66, 1] < rest[66, 1] - 0.01 and moved[8, 1] < rest[8, 1] - 0.01  # lower lip and chin drop
@@ -220,9 +220,9 @@ def test_generic_face_detector_finds_near_frontal_heads():
     rng = np.random.default_rng(0)
     hits = total = 0
     for i in range(4):
-        identity = sample_identity(SEED, "test", i)
+        identity = sample_person(SEED, "test", i)
         head = HeadModel(identity)
-        raster.set_identity(identity, head.triangles, len(head.vertices(FaceState())))
+        raster.set_person(identity, head.triangles, len(head.vertices(FaceState())))
         for _ in range(2):
             state = FaceState(jaw_open=rng.uniform(0, 0.7), lip_round=rng.uniform(0, 0.5))
             c2w = cameras.pose_to_cam2world(rng.uniform(-14, 14), rng.uniform(-8, 8), rng.uniform(-4, 4)).numpy()

@@ -8,7 +8,7 @@ rasterized with real shading (:mod:`.raster`) into the shared clip format (:mod:
 
 from .corpus import CorpusConfig, CorpusSummary, clip_path, render_corpus, synthesize_clip
 from .head import FaceState, HeadModel
-from .identity import Identity, sample_identity
+from .person import Person, sample_person
 from .visemes import VISEME_NAMES
 
 __all__ = [
@@ -16,10 +16,10 @@ __all__ = [
     "CorpusSummary",
     "FaceState",
     "HeadModel",
-    "Identity",
+    "Person",
     "VISEME_NAMES",
     "clip_path",
     "render_corpus",
-    "sample_identity",
+    "sample_person",
     "synthesize_clip",
 ]

@@ -29,7 +29,7 @@ import torch
 from ...rendering import cameras
 from ..clip import AUDIO_SAMPLE_RATE, ClipMeta, write_clip
 from .head import FaceState, HeadModel
-from .identity import SPLITS, sample_identity
+from .person import SPLITS, sample_person
 from .motion import MOTION_KINDS, sample_motion
 from .raster import Rasterizer
 from .sentences import make_sentences
@@ -103,7 +103,7 @@ def _rasterizer(resolution: int) -> Rasterizer:
 
 def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
     """Render one clip in memory: -> (ClipMeta, rgb (N, H, W, 3), audio (S,), mask (N, H, W), depth (N, H, W))."""
-    identity = sample_identity(config.seed, config.split, identity_index)
+    identity = sample_person(config.seed, config.split, identity_index)
     head = HeadModel(identity)
     rng = clip_rng(config, identity_index, clip_index)
     n, res = config.num_frames, config.resolution
@@ -121,7 +121,7 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
 
     # 3. Frames.
     raster = _rasterizer(res)
-    raster.set_identity(identity, head.triangles, len(head.vertices(FaceState())))
+    raster.set_person(identity, head.triangles, len(head.vertices(FaceState())))
     rgb = np.empty((n, res, res, 3), np.uint8)
     mask = np.empty((n, res, res), np.uint8)
     depth = np.empty((n, res, res), np.float32)

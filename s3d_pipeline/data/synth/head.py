@@ -27,7 +27,7 @@ import numpy as np
 from ...rendering.cameras import CAMERA_RADIUS, FOCAL
 from ...rendering.framing import EYE_CENTER, EYE_TO_MOUTH
 from .geometry import bump, grid_normals, grid_triangles, smoothstep
-from .identity import Identity
+from .person import Person
 
 # Material ids written to the vertex attribute read by the shader.
 SKIN, HAIR, TEETH, CAVITY = 0.0, 1.0, 2.0, 3.0
@@ -68,13 +68,13 @@ def lip_profile(x: np.ndarray, half_width: float) -> np.ndarray:
     return np.sqrt(np.clip(1.0 - (x / half_width) ** 2, 0.0, 1.0))
 
 
-def upper_lip_height(x: np.ndarray, p: Identity) -> np.ndarray:
+def upper_lip_height(x: np.ndarray, p: Person) -> np.ndarray:
     """Upper lip thickness above the mouth line, with a Cupid's bow dip in the middle."""
     bow = 1.0 - 0.2 * np.exp(-0.5 * (x / (0.12 * p.mouth_w)) ** 2)
     return p.lip_upper * lip_profile(x, p.mouth_w) ** 0.7 * bow
 
 
-def lower_lip_height(x: np.ndarray, p: Identity) -> np.ndarray:
+def lower_lip_height(x: np.ndarray, p: Person) -> np.ndarray:
     return p.lip_lower * lip_profile(x, p.mouth_w) ** 0.9
 
 
@@ -89,7 +89,7 @@ def lower_lid(q: np.ndarray, eye_h: float, blink: float) -> np.ndarray:
     return -0.55 * eye_h * (1.0 - 0.3 * blink) * shape**0.8
 
 
-def brow_line(bx: np.ndarray, p: Identity) -> np.ndarray:
+def brow_line(bx: np.ndarray, p: Person) -> np.ndarray:
     """Height of the brow's centre line at ``bx`` (outward distance from the eye centre)."""
     return p.brow_y + p.brow_arch * (1.0 - ((bx - 0.25 * p.eye_w) / (1.3 * p.eye_w)) ** 2)
 
@@ -105,7 +105,7 @@ class HeadModel:
         scale, translation: the framing transform, world = scale * local + translation.
     """
 
-    def __init__(self, identity: Identity):
+    def __init__(self, identity: Person):
         self.p = identity
         self._build_skull()
         self._build_neck()
@@ -136,7 +136,7 @@ class HeadModel:
         return lon, lat
 
     def _static(self, can: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Identity shape: canonical (N, 3) -> displaced local points (N, 3) and ambient occlusion (N,)."""
+        """The person's shape: canonical (N, 3) -> displaced local points (N, 3) and ambient occlusion (N,)."""
         p = self.p
         x, y, z = can[:, 0], can[:, 1], can[:, 2]
         ym, tip = p.mouth_y, -p.nose_len

@@ -26,7 +26,7 @@ from scipy.ndimage import zoom
 
 from ...rendering.cameras import FOCAL
 from .head import BROW_SPAN, VERTEX_FLOATS, FaceState
-from .identity import Identity
+from .person import Person
 
 NEAR, FAR = 1.0, 5.0
 NOISE_CELLS = 64  # lattice cells per side of the noise texture
@@ -289,7 +289,7 @@ class Rasterizer:
         self._vbo = None
         self._background = np.zeros((resolution, resolution, 3), np.uint8)
 
-    def set_identity(self, identity: Identity, triangles: np.ndarray, num_vertices: int) -> None:
+    def set_person(self, identity: Person, triangles: np.ndarray, num_vertices: int) -> None:
         """Upload the identity's appearance uniforms and its fixed mesh topology."""
         p = identity
         if self._head_vao is not None:

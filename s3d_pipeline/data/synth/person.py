@@ -1,6 +1,6 @@
-"""Identity sampling: everything that makes one synthetic person look like themselves.
+"""Sampling synthetic people: everything that makes one synthetic person look like themselves.
 
-An :class:`Identity` is a flat record of shape, colour, lighting and backdrop parameters drawn from a seeded
+A :class:`Person` is a flat record of shape, colour, lighting and backdrop parameters drawn from a seeded
 random stream. The stream is derived from ``(base_seed, split, index)`` through ``numpy.random.SeedSequence``,
 so the train and test splits draw from disjoint streams and never share a person, and the same identity can be
 rebuilt from its three numbers alone.
@@ -57,7 +57,7 @@ HAIR_STYLES = ("buzz", "short", "medium", "long")
 
 
 @dataclass(frozen=True)
-class Identity:
+class Person:
     """Parameters of one synthetic person (all floats or tuples, so ``asdict`` is JSON-ready)."""
 
     name: str
@@ -139,7 +139,7 @@ def identity_seed(base_seed: int, split: str, index: int) -> np.random.SeedSeque
 
 
 def identity_name(split: str, index: int) -> str:
-    """Identity id stored in ``ClipMeta.identity``; unique across splits."""
+    """Person id stored in ``ClipMeta.identity``; unique across splits."""
     return f"synth-{split}-{index:04d}"
 
 
@@ -155,7 +155,7 @@ def _tuple(v) -> Vec3:
     return tuple(float(x) for x in v)
 
 
-def sample_identity(base_seed: int, split: str, index: int) -> Identity:
+def sample_person(base_seed: int, split: str, index: int) -> Person:
     """Draw identity ``index`` of ``split`` for the corpus seed ``base_seed`` (deterministic)."""
     seq = identity_seed(base_seed, split, index)
     rng = np.random.default_rng(seq)
@@ -180,7 +180,7 @@ def sample_identity(base_seed: int, split: str, index: int) -> Identity:
     fill_col = np.array([1.0 - warmth, 1.0, 1.0 + warmth]) * u(0.15, 0.45)
 
     jaw_taper = u(0.12, 0.32)
-    return Identity(
+    return Person(
         name=identity_name(split, index),
         split=split,
         index=int(index),

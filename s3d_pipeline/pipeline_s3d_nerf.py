@@ -106,8 +106,16 @@ class S3DNeRFPipeline(DiffusionPipeline):
 
     @property
     def resolution(self) -> int:
-        """Output frame size R (the coarse render times the super-resolution's x4)."""
+        """Frame size R the networks work at (the coarse render times the super-resolution's x4), and the frames'
+        default size; with the warp head frames can also be 2R (``resolution=`` of :meth:`__call__`)."""
         return self.renderer.config.ray_resolution * 4
+
+    def check_resolution(self, resolution: int) -> None:
+        """Frames are R, or 2R when the super-resolution warps the source (the detail then comes from the photo)."""
+        sizes = (self.resolution, 2 * self.resolution) if self.super_resolution.warps else (self.resolution,)
+        if resolution not in sizes:
+            reason = "" if self.super_resolution.warps else " (larger frames need a super-resolution that warps the source)"
+            raise ValueError(f"`resolution` must be {' or '.join(map(str, sizes))} for these weights{reason}, got {resolution}")
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(self, image, audio, fps: float, output_type: str, batch_size: int, mouth_amplitude: float) -> None:
@@ -144,18 +152,21 @@ class S3DNeRFPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def encode_identity(self, image: ImageInput, aligned: bool = False, fast: bool = False) -> Identity:
+    def encode_identity(self, image: ImageInput, aligned: bool = False, fast: bool = False, resolution: Optional[int] = None) -> Identity:
         """Lift a portrait into the model once (the single-shot step); pass the result back as ``identity=``.
 
-        With ``fast=True`` the fast engine's per-identity cache is built too (otherwise on its first use).
+        With ``fast=True`` the fast engine's per-identity cache is built too (otherwise on its first use);
+        ``resolution``: the frames' size (see :meth:`check_resolution`; default :attr:`resolution`).
         """
-        portrait = prepare_portrait(image, aligned=aligned, resolution=self.resolution)
+        resolution = resolution or self.resolution
+        self.check_resolution(resolution)
+        portrait = prepare_portrait(image, aligned=aligned, resolution=resolution)
         source = torch.from_numpy(portrait.aligned).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)  # (1, 3, R, R)
         # Frames are composited onto the whole source (the super-resolution's features still come from the source
         # with its mouth hidden): where the mask stays below 1 inside the hidden region (the chin below the render)
         # the source's own pixels show, not the grey (see :class:`~s3d_pipeline.models.super_resolution.SuperResolution`).
         identity = encode_identity(
-            self.appearance_encoder, self.deformation_field, self.super_resolution, source.to(self.device), portrait=portrait
+            self.appearance_encoder, self.deformation_field, self.super_resolution, source.to(self.device), self.resolution, portrait=portrait
         )
         if fast:
             self.fast_engine.prepare(identity)

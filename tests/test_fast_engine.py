@@ -114,7 +114,7 @@ def render(engine, fast, identity, windows, cams):
     (n, 1, r, r)."""
     a_dri = engine.audio_encoder(windows)
     deform_planes, _ = engine.deformation_planes(identity, fast, a_dri)
-    return engine.volume_render(fast, deform_planes, a_dri.pooled, cams, 1.0)
+    return engine.volume_render(fast, deform_planes, a_dri.pooled, cams, 1.0)[:3]
 
 
 def test_most_rays_of_a_small_density_are_skipped_and_see_nothing(balls):

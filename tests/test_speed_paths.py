@@ -116,11 +116,13 @@ def test_fast_point_mlps_compute_the_models_functions(face_crop, mode):
 
         depths = torch.linspace(0.4, 1.2, 12).expand(50, 12)[..., None]  # (K, S, 1)
         samples = points[0, :50, None] + torch.tensor([0.0, 0.0, 1.0]) * (depths - 0.8)  # (K, S, 3)
-        features, depth, opacity = engine.shade(fast, samples, depths)
+        features, depth, opacity, canonical = engine.shade(fast, samples, depths)
         density, feats = pipe.renderer.decode(fast.triplane.lookup(samples.reshape(1, -1, 3)).float())
-        expected = composite(density.reshape(1, 50, 12, 1), feats.reshape(1, 50, 12, -1), depths[None])
+        with_points = torch.cat([feats.reshape(1, 50, 12, -1), samples[None]], dim=-1)  # the positions integrated too
+        expected = composite(density.reshape(1, 50, 12, 1), with_points, depths[None])
         assert torch.allclose(opacity, expected.opacity[0], atol=0.01)
-        assert torch.allclose(features, expected.features[0], atol=0.01)
+        assert torch.allclose(features, expected.features[0, :, :-3], atol=0.01)
+        assert torch.allclose(canonical, expected.features[0, :, -3:], atol=0.01)
 
 
 def test_reference_path_ignores_the_fast_cache(active_pipe, face_crop):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional, Tuple
 
 import torch
 
+from ..frames import resize
 from ..models.deformation_field import IdentitySlots
 from ..models.layers import per_frame
 
@@ -19,13 +20,16 @@ class Identity:
     """Everything derived from the source portrait, once per identity; batch B of identities (1 at inference).
 
     Attributes:
-        source: (B, 3, R, R) aligned source in [-1, 1] that frames are composited onto (the whole source at
-            inference; training composites onto ``hidden_source``, see
+        source: (B, 3, S, S) aligned source in [-1, 1] at the output resolution S, which frames are composited onto
+            (the whole source at inference; training composites onto the source with its mouth hidden, see
             :class:`~s3d_pipeline.models.super_resolution.SuperResolution`).
-        hidden_source: (B, 3, R, R) the source as the super-resolution sees it, its mouth hidden.
+        hidden_source: (B, 3, T, T) the source as the super-resolution's trunk sees it (T = 4 x the ray grid), its
+            mouth hidden.
         triplanes: multi-scale tri-plane, per scale (B, 3, C, H, W).
         slots: F_agg and its assignment over the face (None for deformation modes without slots).
         source_features: the super-resolution's features of ``hidden_source``.
+        warp_source: (B, 3, S, S) the source with its mouth hidden at the output resolution, which the render's
+            correspondence warps (:mod:`s3d_pipeline.rendering.warp`); None when the super-resolution does not warp.
         portrait: the prepared photo and how to paste results back into it (None for a training batch).
     """
 
@@ -34,7 +38,13 @@ class Identity:
     triplanes: Tuple[torch.Tensor, ...]
     slots: Optional[IdentitySlots]
     source_features: Tuple[torch.Tensor, ...]
+    warp_source: Optional[torch.Tensor] = None
     portrait: Optional["PreparedPortrait"] = None
+
+    @property
+    def resolution(self) -> int:
+        """S, the output frames' size."""
+        return self.source.shape[-1]
 
     def for_frames(self, n: int) -> "Identity":
         """The identity's tensors as a batch of n frames (:func:`per_frame`), for the networks that take one
@@ -48,6 +58,7 @@ class Identity:
             triplanes=tuple(per_frame(p, n) for p in self.triplanes),
             slots=slots,
             source_features=tuple(per_frame(f, n) for f in self.source_features),
+            warp_source=None if self.warp_source is None else per_frame(self.warp_source, n),
             portrait=self.portrait,
         )
 
@@ -57,21 +68,27 @@ def encode_identity(
     deformation_field,
     super_resolution,
     source: torch.Tensor,
+    trunk_resolution: int,
     composite_onto_hidden: bool = False,
     portrait: Optional["PreparedPortrait"] = None,
 ) -> Identity:
-    """Aligned sources (B, 3, R, R) in [-1, 1] -> their :class:`Identity` (differentiable: training calls it).
+    """Aligned sources (B, 3, S, S) in [-1, 1] -> their :class:`Identity` (differentiable: training calls it).
 
-    ``composite_onto_hidden``: frames are composited onto the source with its mouth hidden, as in training, so that
-    the mask cannot learn to let the source's mouth through; inference composites onto the whole source.
+    The networks read the source at ``trunk_resolution`` (4 x the ray grid; resampled when S differs); frames are
+    composited onto it at S. ``composite_onto_hidden``: frames are composited onto the source with its mouth hidden,
+    as in training, so that the mask cannot learn to let the source's mouth through; inference composites onto the
+    whole source.
     """
-    encoded = appearance_encoder(source)
-    hidden = super_resolution.hide_mouth(source)
+    trunk = resize(source, trunk_resolution)
+    encoded = appearance_encoder(trunk)
+    hidden = super_resolution.hide_mouth(trunk)
+    hidden_full = super_resolution.hide_mouth(source)
     return Identity(
-        source=hidden if composite_onto_hidden else source,
+        source=hidden_full if composite_onto_hidden else source,
         hidden_source=hidden,
         triplanes=encoded.triplanes,
         slots=deformation_field.encode_identity(encoded.visual_tokens),
         source_features=super_resolution.encode_source(hidden),
+        warp_source=hidden_full if super_resolution.warps else None,
         portrait=portrait,
     )

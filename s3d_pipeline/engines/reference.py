@@ -7,12 +7,16 @@ source, so the networks train at exactly the scale inference runs them at.
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional, Tuple
 
 import torch
 
+from ..models.layers import per_frame
+from ..rendering.cameras import frontal_cam2world
 from .base import FrameBatch, StageTimer, untimed
-from .identity import Identity, per_frame
+from .identity import Identity
+from .warping import warp_inputs
 
 
 class ReferenceEngine:
@@ -23,10 +27,20 @@ class ReferenceEngine:
         self.deformation_field = deformation_field
         self.renderer = renderer
         self.super_resolution = super_resolution
+        self._source_depths: "weakref.WeakKeyDictionary[Identity, torch.Tensor]" = weakref.WeakKeyDictionary()
 
-    def prepare(self, identity: Identity) -> Identity:
-        """Nothing to precompute: the reference engine reads the identity as it is."""
-        return identity
+    def prepare(self, identity: Identity) -> Optional[torch.Tensor]:
+        """The identity's source-view depth (B, 1, r, r), which tells the warp what the source hides (None when the
+        super-resolution does not warp): the undeformed render at the source camera, without gradient. Kept while
+        the identity lives."""
+        if not self.super_resolution.warps:
+            return None
+        depth = self._source_depths.get(identity)
+        if depth is None:
+            with torch.no_grad():
+                cams = frontal_cam2world().to(identity.source).expand(identity.source.shape[0], 4, 4)
+                depth = self._source_depths[identity] = self.renderer(identity.triplanes, cams).depth
+        return depth
 
     def render(
         self,
@@ -63,7 +77,13 @@ class ReferenceEngine:
             coarse = self.renderer(frames_identity.triplanes, cam2world, displacement, generator=generator, ray_window=ray_window)
         with timer("super_resolution"):
             source, source_features = self._source(identity, ray_window)  # per identity: a crop's features once each
-            final = self.super_resolution(coarse.features, coarse.opacity, per_frame(source, n), tuple(per_frame(f, n) for f in source_features))
+            warped = visibility = None
+            if self.super_resolution.warps:
+                resolution = self.renderer.config.ray_resolution
+                warped, visibility = warp_inputs(identity, coarse.canonical, coarse.opacity, self.prepare(identity), resolution, ray_window)
+            final = self.super_resolution(
+                coarse.features, coarse.opacity, per_frame(source, n), tuple(per_frame(f, n) for f in source_features), warped, visibility
+            )
         return FrameBatch(
             image=final.image,
             depth=coarse.depth[:, 0],
@@ -78,7 +98,10 @@ class ReferenceEngine:
         features computed on the crop, as the super-resolution sees a crop at training time)."""
         if ray_window is None:
             return identity.source, identity.source_features
-        scale = identity.source.shape[-1] // self.renderer.config.ray_resolution  # frame pixels per ray
-        top, left, size = (scale * v for v in ray_window)
-        crop = lambda image: image[:, :, top : top + size, left : left + size]  # noqa: E731
+
+        def crop(image: torch.Tensor) -> torch.Tensor:
+            scale = image.shape[-1] // self.renderer.config.ray_resolution  # image pixels per ray
+            top, left, size = (scale * v for v in ray_window)
+            return image[:, :, top : top + size, left : left + size]
+
         return crop(identity.source), self.super_resolution.encode_source(crop(identity.hidden_source))

@@ -28,12 +28,15 @@ class RendererOutput(BaseOutput):
     depth: (B, 1, R, R) expected camera distance along the ray.
     opacity: (B, 1, R, R) accumulated alpha.
     displacement: (B, R*R*S, 3) Δx at the fine samples (for the deformation regulariser), or None.
+    canonical: (B, 3, R, R) the weight-summed lookup positions x + Δx (canonical frame), whose projection into the
+        source is the ray's correspondence (:mod:`s3d_pipeline.rendering.warp`).
     """
 
     features: torch.Tensor
     depth: torch.Tensor
     opacity: torch.Tensor
     displacement: Optional[torch.Tensor] = None
+    canonical: Optional[torch.Tensor] = None
 
 
 class TriPlaneRenderer(ModelMixin, ConfigMixin):
@@ -86,13 +89,14 @@ class TriPlaneRenderer(ModelMixin, ConfigMixin):
         return density, feats
 
     def _query(self, triplanes, points: torch.Tensor, displacement_fn: Optional[DisplacementFn]):
-        """points (B, N, S, 3) -> density, features (B, N, S, *), Δx (B, N*S, 3) or None."""
+        """points (B, N, S, 3) -> density, features with the lookup position x + Δx appended (B, N, S, F + 3), Δx
+        (B, N*S, 3) or None."""
         b, n, s, _ = points.shape
         flat = points.reshape(b, n * s, 3)  # (B, N*S, 3)
         delta = displacement_fn(flat) if displacement_fn is not None else None
         lookup = flat if delta is None else flat + delta
         density, feats = self.decode(sample_multiscale(triplanes, lookup, self.config.triplane_extent))
-        return density.reshape(b, n, s, 1), feats.reshape(b, n, s, -1), delta
+        return density.reshape(b, n, s, 1), torch.cat([feats, lookup], dim=-1).reshape(b, n, s, -1), delta
 
     def forward(
         self,
@@ -141,6 +145,7 @@ class TriPlaneRenderer(ModelMixin, ConfigMixin):
                 delta = torch.cat([delta, fine_delta], dim=1)
         result = composite(density, feats, depths)
         to_image = lambda t: t.transpose(1, 2).reshape(batch, -1, side, side)  # (B, N, C) -> (B, C, R, R)  # noqa: E731
+        features, canonical = result.features.split([cfg.feature_dim, 3], dim=-1)
         return RendererOutput(
-            features=to_image(result.features), depth=to_image(result.depth), opacity=to_image(result.opacity), displacement=delta
+            features=to_image(features), depth=to_image(result.depth), opacity=to_image(result.opacity), displacement=delta, canonical=to_image(canonical)
         )

@@ -194,6 +194,8 @@ ABLATIONS: Dict[str, dict] = {
     "naive": {"architecture_overrides": {"deformation_field": {"mode": "naive"}}},
     "concat": {"architecture_overrides": {"deformation_field": {"mode": "concat"}}},
     "no_lip_sync": {"losses": {"sync": 0.0}},
+    # Ours: today's image formation, every face pixel generated (no source warped by the render's correspondence).
+    "no_warp": {"architecture_overrides": {"super_resolution": {"warp_channels": 0}}},
 }
 
 

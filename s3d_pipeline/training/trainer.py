@@ -358,7 +358,7 @@ def render_window(
             [4 top, 4 (top + p)) x [4 left, 4 (left + p)), composited onto the source with its mouth hidden.
     """
     identity = encode_identity(
-        components["appearance_encoder"], components["deformation_field"], components["super_resolution"], source, composite_onto_hidden=True
+        components["appearance_encoder"], components["deformation_field"], components["super_resolution"], source, source.shape[-1], composite_onto_hidden=True
     )  # once per source (the single-shot "fit"), shared by its T target frames
     engine = ReferenceEngine(*(components[name] for name in ("audio_encoder", "deformation_field", "renderer", "super_resolution")))
     return engine.render(identity, audio_windows.flatten(0, 1), cameras.flatten(0, 1), generator=generator, ray_window=window)
@@ -388,11 +388,12 @@ def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipe
     """Load the generator components' weights from a pipeline folder (e.g. the shipped checkpoint) into
     ``components``, so training continues from earlier weights with fresh optimisers.
 
-    The weights must fit the config's architecture (the same parameters, of the same shapes); settings that hold
-    no weights (e.g. the audio encoder's feature normalisation, the super-resolution's hidden source box) are the
-    config's, so a run can change them and keep what was learnt. Components named in ``reinit`` keep their seeded
-    random weights (e.g. an audio encoder whose output collapsed to a constant, which gradient descent does not
-    easily revive)."""
+    The weights must fit the config's architecture (every saved parameter exists in it, with the same shape);
+    settings that hold no weights (e.g. the audio encoder's feature normalisation, the super-resolution's hidden
+    source box) are the config's, so a run can change them and keep what was learnt. Parameters the folder lacks
+    are layers the config adds (e.g. the super-resolution's warp head): they keep their initial values, which are
+    built to leave the frames as they were. Components named in ``reinit`` keep their seeded random weights (e.g.
+    an audio encoder whose output collapsed to a constant, which gradient descent does not easily revive)."""
     if not (pipeline / "model_index.json").is_file():
         raise FileNotFoundError(f"--init-from {pipeline} is not a pipeline folder (it has no model_index.json)")
     unknown = set(reinit) - set(GENERATOR_COMPONENTS)
@@ -401,9 +402,12 @@ def warm_start(components: Dict[str, torch.nn.Module], config: TrainConfig, pipe
     for name in (n for n in GENERATOR_COMPONENTS if n not in reinit):
         loaded = COMPONENTS[name].from_pretrained(pipeline / name, use_safetensors=True).state_dict()
         expected = components[name].state_dict()
-        if loaded.keys() != expected.keys() or any(loaded[k].shape != v.shape for k, v in expected.items()):
+        if not loaded.keys() <= expected.keys() or any(v.shape != expected[k].shape for k, v in loaded.items()):
             raise ValueError(f"--init-from {pipeline}: its {name} weights do not fit the {config.architecture!r} architecture of this config")
-        components[name].load_state_dict(loaded)
+        added = sorted(expected.keys() - loaded.keys())
+        if added:
+            logger.info("--init-from %s: %s has new parameters, kept at their initial values: %s", pipeline, name, ", ".join(added))
+        components[name].load_state_dict(loaded, strict=False)
 
 
 class GeneratorTraining(TrainingRun):

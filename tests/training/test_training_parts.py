@@ -85,6 +85,45 @@ def test_cpu_recipes_are_valid_and_share_the_generator_optimiser():
                    checkpoint_every=speech.checkpoint_every, keep_checkpoints=speech.keep_checkpoints) == speech
 
 
+def test_the_warp_recipe_is_the_continuation_with_a_warp_head_and_its_ablation_removes_it():
+    from dataclasses import replace
+
+    cont = get_config(str(RECIPES / "demo_cpu_speech_continue.json"))
+    warp = get_config(str(RECIPES / "demo_cpu_warp.json"))
+    assert warp.components()["super_resolution"]["warp_channels"] == 16
+    assert replace(warp, architecture_overrides={}, lr_warmup_steps=cont.lr_warmup_steps, checkpoint_every=cont.checkpoint_every) == cont
+    without = get_config(str(RECIPES / "demo_cpu_warp.json"), "no_warp")
+    assert without.components()["super_resolution"]["warp_channels"] == 0
+    assert replace(without, architecture_overrides={}) == replace(warp, architecture_overrides={})
+
+
+def test_warm_start_adds_a_warp_head_to_weights_trained_without_one(tmp_path):
+    """A pipeline folder without the warp head warm-starts a config with one: every saved weight is loaded, the
+    head keeps its initial (frame-preserving) values; a folder whose weights do not fit is still refused."""
+    from s3d_pipeline.configs import build_components, build_pipeline
+    from s3d_pipeline.training.trainer import warm_start
+
+    build_pipeline("tiny", seed=3).save_pretrained(tmp_path / "plain")
+    config = get_config("tiny")
+    config = replace_overrides(config, {"super_resolution": {"warp_channels": 8}})
+    components = build_components(config.components(), seed=0)
+    head = {k: v.clone() for k, v in components["super_resolution"].state_dict().items() if k.startswith("warp_head.")}
+    warm_start(components, config, tmp_path / "plain")
+    saved = build_pipeline("tiny", seed=3).super_resolution.state_dict()
+    loaded = components["super_resolution"].state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())
+    assert head and all(torch.equal(loaded[k], v) for k, v in head.items())
+    wider = replace_overrides(config, {"super_resolution": {"warp_channels": 8, "channels": [16, 8, 4]}})
+    with pytest.raises(ValueError, match="do not fit"):
+        warm_start(build_components(wider.components()), wider, tmp_path / "plain")
+
+
+def replace_overrides(config, overrides: dict):
+    from dataclasses import replace
+
+    return replace(config, architecture_overrides=overrides)
+
+
 def test_a_recipe_extends_another_and_changes_only_what_it_names(tmp_path):
     base = {"architecture": "tiny", "patch_rays": 8, "lr": 1e-3, "losses": {"sync": 0.0, "pixel": 2.0}, "architecture_overrides": {"renderer": {"hidden_dim": 8, "num_layers": 2}}}
     (tmp_path / "base.json").write_text(json.dumps(base))

@@ -13,10 +13,12 @@ import torch.nn.functional as F
 
 from ...hardware import fast_compute_dtype
 from ...models.layers import encoding_angles
+from ...rendering.cameras import frontal_cam2world
 from ...rendering.rays import pixel_rays
 from ...rendering.volume import composite
 from ..base import FrameBatch, StageTimer, untimed
 from ..identity import Identity
+from ..warping import warp_inputs
 from .allocator import retain_freed_memory
 from .folded_conv import SplitConv, fold_upsampling
 from .occupancy import OccupancyGrid, empty_ray_depth, interval_depths, occupancy_grid, sample_radius
@@ -37,6 +39,8 @@ class FastCache:
         sr_folded: the last stage's per-frame weights folded with the x2 upsampling before it (taken when the
             cache is built).
         mlps: the per-point MLPs' weights as the fast engine computes with them (taken when the cache is built).
+        source_depth: (1, 1, r, r) the source view's depth, undeformed, for the warp's visibility (None when the
+            super-resolution does not warp).
     """
 
     triplane: PlaneTable
@@ -45,6 +49,7 @@ class FastCache:
     sr_source: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     sr_folded: torch.Tensor
     mlps: PointMLPs
+    source_depth: Optional[torch.Tensor] = None
 
 
 class FastEngine:
@@ -132,7 +137,7 @@ class FastEngine:
         src0, src1, src2 = identity.source_features
         sr_source = tuple(conv.cache(src) for conv, src in zip(self.sr_convs, (src2, src1, src0)))
         up2 = self.sr_convs[2]
-        return FastCache(
+        cache = FastCache(
             triplane=table,
             occupancy=occupancy,
             unet_identity=unet_identity,
@@ -140,6 +145,9 @@ class FastEngine:
             sr_folded=fold_upsampling(up2.conv.weight[:, : up2.split]),
             mlps=PointMLPs.from_modules(df, self.renderer, self.dtype),
         )
+        if self.super_resolution.warps:  # the source view itself: the frontal camera, no Δx
+            cache.source_depth = self.volume_render(cache, None, None, frontal_cam2world()[None].to(identity.source), 0.0)[1]
+        return cache
 
     # ------------------------------------------------------------------ per frame
     def deformation_planes(self, identity: Identity, cache: FastCache, a_dri):
@@ -196,7 +204,8 @@ class FastEngine:
 
     def shade(self, cache: FastCache, points: torch.Tensor, depths: torch.Tensor):
         """Decode and integrate the samples of K rays: points (K, S, 3) (displaced), depths (K, S, 1) ->
-        features (K, F), depth (K, 1), opacity (K, 1)."""
+        features (K, F), depth (K, 1), opacity (K, 1), and the weight-summed points (K, 3) (the rays' canonical
+        surface, :mod:`s3d_pipeline.rendering.warp`)."""
         num_rays, num_samples, _ = points.shape
         mlps = cache.mlps
         # Texel coordinates stay fp32 (bf16 ones are too coarse); the texels are in the compute dtype.
@@ -213,12 +222,13 @@ class FastEngine:
         summed = torch.bmm(per_sample[:, None].to(sigmoid.dtype), sigmoid.reshape(num_rays, num_samples, sigmoid.shape[-1]))[:, 0].float()  # (K, F)
         margin = self.renderer.FEATURE_MARGIN  # the decoder's stretch s * (1 + 2 m) - m, integrated
         features = summed * (1 + 2 * margin) - margin * result.opacity[0]
-        return features, result.depth[0], result.opacity[0]
+        canonical = torch.bmm(per_sample[:, None], points)[:, 0]  # (K, 3), fp32
+        return features, result.depth[0], result.opacity[0], canonical
 
     def render_rays(self, cache: FastCache, rays, origins, dirs, enter, leave, deform_table, audio_pooled, mouth_amplitude: float):
         """Samples, Δx, decoding and integration of the rays numbered ``rays`` (K,) among the chunk's ``origins``,
         ``dirs`` (B*N, 3) and occupied intervals ``enter``, ``leave`` (B*N,): (features (K, F), depth (K, 1),
-        opacity (K, 1))."""
+        opacity (K, 1), canonical (K, 3))."""
         num_rays, num_samples = rays.shape[0], self.num_samples
         res = self.renderer.config.ray_resolution
         depths = interval_depths(enter[rays], leave[rays], num_samples)  # (K, S, 1)
@@ -236,7 +246,7 @@ class FastEngine:
         return origins, dirs, enter, leave, crossed
 
     def volume_render(self, cache: FastCache, deform_planes, audio_pooled, cam2world: torch.Tensor, mouth_amplitude: float):
-        """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r)).
+        """Volume rendering: (features (N, F, r, r), depth (N, 1, r, r), opacity (N, 1, r, r), canonical (N, 3, r, r)).
 
         Only the rays that cross an occupied voxel are evaluated, with their samples inside the occupied interval;
         the others see nothing, as in the reference renderer: zero features and opacity, and the reference's depth.
@@ -252,23 +262,30 @@ class FastEngine:
             self.render_rays(cache, block, origins, dirs, enter, leave, deform_table, audio_pooled, mouth_amplitude)
             for block in rays.split(self.rays_per_block)
         ]
-        features, depth, opacity = (torch.cat(parts) for parts in zip(*blocks))  # (K, F), (K, 1), (K, 1)
+        features, depth, opacity, canonical = (torch.cat(parts) for parts in zip(*blocks))  # (K, F), (K, 1), (K, 1), (K, 3)
 
         def to_image(values: torch.Tensor, empty: float) -> torch.Tensor:
             """Per evaluated ray (K, C) -> (B, C, r, r), the skipped rays filled with ``empty``."""
             every_ray = values.new_full((batch * res * res, values.shape[1]), empty).index_copy_(0, rays, values)  # (B*N, C)
             return every_ray.reshape(batch, res * res, -1).transpose(1, 2).reshape(batch, -1, res, res)
 
-        return to_image(features, 0.0), to_image(depth, empty_ray_depth(cfg)), to_image(opacity, 0.0)
+        return to_image(features, 0.0), to_image(depth, empty_ray_depth(cfg)), to_image(opacity, 0.0), to_image(canonical, 0.0)
 
-    def super_resolve(self, cache: FastCache, features, opacity, source) -> torch.Tensor:
-        """Coarse render (N, F, r, r), (N, 1, r, r) -> the frame (N, 3, R, R) in [-1, 1], ``frames_per_block``
-        frames at a time: a frame's activations at the x4 resolution (~12 MB) stay in the CPU's cache where a
-        chunk's would not (GroupNorm is per frame, so the blocks give the same frames)."""
+    def super_resolve(self, cache: FastCache, features, opacity, source, warped=None, visibility=None) -> torch.Tensor:
+        """Coarse render (N, F, r, r), (N, 1, r, r) (and the warp's (N, 3, S, S), (N, 1, S, S)) -> the frame
+        (N, 3, S, S) in [-1, 1], ``frames_per_block`` frames at a time: a frame's activations at the x4 resolution
+        (~12 MB) stay in the CPU's cache where a chunk's would not (GroupNorm is per frame, so the blocks give the
+        same frames)."""
         step = self.frames_per_block
-        return torch.cat([self.super_resolve_block(cache, features[i : i + step], opacity[i : i + step], source) for i in range(0, features.shape[0], step)])
+        part = lambda t, i: None if t is None else t[i : i + step]  # noqa: E731
+        return torch.cat(
+            [
+                self.super_resolve_block(cache, features[i : i + step], opacity[i : i + step], source, part(warped, i), part(visibility, i))
+                for i in range(0, features.shape[0], step)
+            ]
+        )
 
-    def super_resolve_block(self, cache: FastCache, features, opacity, source) -> torch.Tensor:
+    def super_resolve_block(self, cache: FastCache, features, opacity, source, warped=None, visibility=None) -> torch.Tensor:
         """:meth:`super_resolve` of a few frames, with the source halves of the convolutions cached."""
         sr = self.super_resolution
         (coarse_block, _), (up1_block, _), (up2_block, _) = sr.conditioned_blocks
@@ -280,7 +297,7 @@ class FastEngine:
         x = sr.coarse_refine(x)
         x = up1_block.finish(up1_conv(up(x), cached_up1), inplace=True)
         x = up2_block.finish(up2_conv.upsampled(x, cached_up2, cache.sr_folded), inplace=True)  # the x4 stage's upsampling folded in
-        return sr.compose(sr.out(x), features, opacity, source).image
+        return sr.finish(x, features, opacity, source, warped, visibility).image
 
     def render(
         self, identity: Identity, audio_windows: torch.Tensor, cam2world: torch.Tensor, mouth_amplitude: float = 1.0, *, timer: StageTimer = untimed
@@ -314,7 +331,10 @@ class FastEngine:
         with timer("deformation"):
             deform_planes, attention = self.deformation_planes(identity, cache, a_dri)
         with timer("rendering"):
-            features, depth, opacity = self.volume_render(cache, deform_planes, a_dri.pooled, cam2world, mouth_amplitude)
+            features, depth, opacity, canonical = self.volume_render(cache, deform_planes, a_dri.pooled, cam2world, mouth_amplitude)
         with timer("super_resolution"):
-            image = self.super_resolve(cache, features, opacity, identity.source)
+            warped = visibility = None
+            if self.super_resolution.warps:
+                warped, visibility = warp_inputs(identity, canonical, opacity, cache.source_depth, self.renderer.config.ray_resolution)
+            image = self.super_resolve(cache, features, opacity, identity.source, warped, visibility)
         return FrameBatch(image=image, depth=depth[:, 0], attention=attention)

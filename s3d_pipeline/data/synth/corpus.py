@@ -28,6 +28,7 @@ import torch
 
 from ...rendering import cameras
 from ..clip import AUDIO_SAMPLE_RATE, ClipMeta, write_clip
+from .augment import augment_audio, augment_voice
 from .head import FaceState, HeadModel
 from .person import SPLITS, sample_person
 from .motion import MOTION_KINDS, sample_motion
@@ -45,6 +46,8 @@ class CorpusConfig:
 
     ``motion`` picks the head-pose kind (:data:`~.motion.MOTION_KINDS`). It is drawn after the speech, so a
     corpus with another motion kind but the same seed and split has the same people saying the same sentences.
+    ``augment_speech`` draws the voice from :class:`~.augment.SpeechAugmentation`'s wider ranges and adds room
+    reverberation and noise, from a random stream of its own: people, sentences and motion stay the same.
     """
 
     out: Path
@@ -57,6 +60,7 @@ class CorpusConfig:
     fps: float = 25.0
     workers: int = 2
     motion: str = "sway"
+    augment_speech: bool = False
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -111,9 +115,13 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
 
     # 1. Speech and visemes.
     voice = sample_voice(rng)
+    augmentation_rng = np.random.default_rng([config.seed, SPLITS.index(config.split), identity_index, 1 + clip_index, 1])
+    if config.augment_speech:
+        voice = augment_voice(augmentation_rng)
     utterance, spoken = speak_sequence(make_sentences(rng, 6), voice, duration, rng)
     strength = rng.uniform(0.8, 1.15)
     visemes = viseme_track(utterance.phonemes, duration, config.fps, n, utterance.audio, AUDIO_SAMPLE_RATE, strength)
+    audio, augmentation = augment_audio(utterance.audio, augmentation_rng) if config.augment_speech else (utterance.audio, None)
 
     # 2. Motion and cameras.
     motion = sample_motion(rng, n, config.fps, config.motion)
@@ -156,6 +164,7 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
             "seed": config.seed,
             "clip_index": clip_index,
             "voice": asdict(voice) | {"name": voice.name},
+            **({"speech_augmentation": augmentation} if config.augment_speech else {}),
             "sentences": spoken,
             "phonemes": [[round(a, 4), round(b, 4), p] for a, b, p in utterance.phonemes],
             "articulation_strength": strength,
@@ -168,7 +177,7 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
             "framing": {"scale": head.scale, "translation": head.translation.tolist()},
         },
     )
-    return meta, rgb, utterance.audio, mask, depth
+    return meta, rgb, audio, mask, depth
 
 
 def _render_job(job: Tuple[CorpusConfig, int, int]) -> Tuple[str, int, float]:
@@ -207,17 +216,18 @@ def render_corpus(config: CorpusConfig, log: Callable[[str], None] = print) -> C
     total = len(jobs)
     log(f"synth: {total} clips to render, {skipped} already complete, {config.workers} worker(s) -> {config.out}")
     frames = 0
-    for k, (name, n, seconds) in enumerate(_run(jobs, config.workers), 1):
+    for k, (name, n, seconds) in enumerate(run_jobs(_render_job, jobs, config.workers), 1):
         frames += n
         elapsed = time.perf_counter() - start
         log(f"[{k}/{total}] {name}: {n} frames in {seconds:.1f} s (elapsed {elapsed:.0f} s)")
     return CorpusSummary(total, skipped, frames, time.perf_counter() - start)
 
 
-def _run(jobs: List, workers: int) -> Iterator[Tuple[str, int, float]]:
+def run_jobs(function: Callable, jobs: List, workers: int) -> Iterator:
+    """``function(job)`` for every job, in this process or over ``workers`` processes; results in completion order."""
     if workers <= 1 or len(jobs) <= 1:
-        yield from map(_render_job, jobs)
+        yield from map(function, jobs)
         return
     # "spawn": no OpenGL or espeak state is inherited from the parent process.
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(_render_job, jobs)
+        yield from pool.imap_unordered(function, jobs)

@@ -15,6 +15,9 @@ Shading: per-pixel wrapped diffuse from a key and a fill light, a sky/ground amb
 vertex ambient occlusion, Blinn-Phong specular, and procedural detail painted from canonical coordinates
 (skin noise and pores, freckles, blush, eyes with iris, pupil, lids and lashes, brows, lips, nostrils, hair
 strands, teeth). The painted layout uses the same formulas as :mod:`.head` (lip profile, lids, brow line).
+
+:class:`TexturedRasterizer` is the same camera, framebuffer and outputs for a textured mesh without shading:
+a portrait lifted onto a face mesh (:mod:`.from_photo`).
 """
 
 from __future__ import annotations
@@ -31,19 +34,32 @@ from .person import Person
 NEAR, FAR = 1.0, 5.0
 NOISE_CELLS = 64  # lattice cells per side of the noise texture
 
-_VERTEX_SHADER = """
-#version 330
+# cameras.project in clip space: world point -> OpenCV camera frame -> (2 f x, -2 f y, depth, z).
+_PROJECT = """
 uniform mat4 u_world2cam;
 uniform float u_focal;
+vec4 to_camera(vec3 p) { return u_world2cam * vec4(p, 1.0); }
+vec4 to_clip(vec4 pc) {
+    float zc = (pc.z * (%(far)f + %(near)f) - 2.0 * %(far)f * %(near)f) / (%(far)f - %(near)f);
+    return vec4(2.0 * u_focal * pc.x, -2.0 * u_focal * pc.y, zc, pc.z);
+}
+""" % {"near": NEAR, "far": FAR}
+
+_VERTEX_SHADER = (
+    """
+#version 330
+"""
+    + _PROJECT
+    + """
 in vec3 in_pos; in vec3 in_nrm; in vec3 in_can; in vec2 in_attr;
 out vec3 v_pos; out vec3 v_nrm; out vec3 v_can; out vec2 v_attr; out float v_z;
 void main() {
-    vec4 pc = u_world2cam * vec4(in_pos, 1.0);
+    vec4 pc = to_camera(in_pos);
     v_pos = in_pos; v_nrm = in_nrm; v_can = in_can; v_attr = in_attr; v_z = pc.z;
-    float zc = (pc.z * (%(far)f + %(near)f) - 2.0 * %(far)f * %(near)f) / (%(far)f - %(near)f);
-    gl_Position = vec4(2.0 * u_focal * pc.x, -2.0 * u_focal * pc.y, zc, pc.z);
+    gl_Position = to_clip(pc);
 }
-""" % {"near": NEAR, "far": FAR}
+"""
+)
 
 _NOISE = """
 uniform sampler2D u_noise;  // tileable value noise, one lattice cell = 4 texels (see _noise_texture)
@@ -253,6 +269,22 @@ def create_context():
         raise RuntimeError(f"no headless OpenGL (EGL) context available: {exc}") from exc
 
 
+def _framebuffer(ctx, resolution: int):
+    """Offscreen target: colour (RGBA8, alpha = head coverage), camera-space z (float) and a depth buffer."""
+    size = (resolution, resolution)
+    return ctx.framebuffer(
+        color_attachments=[ctx.renderbuffer(size, 4), ctx.renderbuffer(size, 1, dtype="f4")],
+        depth_attachment=ctx.depth_renderbuffer(size),
+    )
+
+
+def _read_framebuffer(fbo, resolution: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Colour (H, W, 4) uint8 and depth (H, W) float32 of a :func:`_framebuffer`, row 0 at the top."""
+    color = np.frombuffer(fbo.read(components=4, attachment=0), np.uint8).reshape(resolution, resolution, 4)
+    depth = np.frombuffer(fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(resolution, resolution)
+    return color[::-1], depth[::-1]  # GL rows start at the bottom
+
+
 class Rasterizer:
     """Renders :class:`~.head.HeadModel` vertices of one identity at a time.
 
@@ -266,11 +298,7 @@ class Rasterizer:
 
         self.ctx = create_context()
         self.resolution = resolution
-        size = (resolution, resolution)
-        self._fbo = self.ctx.framebuffer(
-            color_attachments=[self.ctx.renderbuffer(size, 4), self.ctx.renderbuffer(size, 1, dtype="f4")],
-            depth_attachment=self.ctx.depth_renderbuffer(size),
-        )
+        self._fbo = _framebuffer(self.ctx, resolution)
         # Outward faces wind counter-clockwise on screen (the y flip of the projection included).
         self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self._head_prog = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
@@ -378,8 +406,132 @@ class Rasterizer:
         return rgb, np.where(head, 255, 0).astype(np.uint8), np.where(head, depth, 0.0).astype(np.float32)
 
     def _read(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Colour (H, W, 4) uint8 and depth (H, W) float32 of the framebuffer, row 0 at the top."""
-        res = self.resolution
-        color = np.frombuffer(self._fbo.read(components=4, attachment=0), np.uint8).reshape(res, res, 4)
-        depth = np.frombuffer(self._fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(res, res)
-        return color[::-1], depth[::-1]  # GL rows start at the bottom
+        return _read_framebuffer(self._fbo, self.resolution)
+
+
+# Textured-mesh pass (semi-synthetic clips from photos, :mod:`.from_photo`). Per vertex: world position,
+# texture coordinates in the photo (normalized, v down: row 0 of the uploaded image is v = 0), and
+# (material, mouth_v, mouth_u). Materials: 0 face (the photo), 1 backdrop card (the inpainted photo; not part
+# of the head mask, depth 0), 2 mouth interior. mouth_v runs from +1 at the upper lip through 0 at the back of
+# the mouth to -1 at the lower lip, mouth_u from -1 to +1 across the mouth.
+TEXTURED_VERTEX_FLOATS = 8
+MATERIAL_FACE, MATERIAL_CARD, MATERIAL_MOUTH = 0.0, 1.0, 2.0
+
+_TEXTURED_VS = (
+    """
+#version 330
+"""
+    + _PROJECT
+    + """
+in vec3 in_pos; in vec2 in_uv; in vec3 in_attr;
+out vec2 v_uv; out vec3 v_attr; out float v_z;
+void main() {
+    vec4 pc = to_camera(in_pos);
+    v_uv = in_uv; v_attr = in_attr; v_z = pc.z;
+    gl_Position = to_clip(pc);
+}
+"""
+)
+
+_TEXTURED_FS = """
+#version 330
+uniform sampler2D u_photo, u_backdrop;
+uniform float u_open;  // 0: the mouth interior shows the photo's own; 1: the painted cavity and teeth
+uniform vec3 u_teeth;
+in vec2 v_uv; in vec3 v_attr; in float v_z;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_depth;
+void main() {
+    float material = v_attr.x;
+    if (material > 0.5 && material < 1.5) {
+        // The card is a layer behind the face whatever its geometry: its depth is squeezed into [0.9, 0.99],
+        // beyond any face fragment (camera z under 3.5 maps below 0.9), keeping its own ordering.
+        gl_FragDepth = 0.9 + 0.09 * gl_FragCoord.z;
+        f_color = vec4(texture(u_backdrop, v_uv).rgb, 0.0);
+        f_depth = vec4(0.0);
+        return;
+    }
+    gl_FragDepth = gl_FragCoord.z;
+    vec3 color = texture(u_photo, v_uv).rgb;
+    if (material > 1.5) {
+        float mv = v_attr.y, mu = v_attr.z;
+        // Dark cavity, a little redder (the tongue) towards the lower lip.
+        vec3 cavity = mix(vec3(0.05, 0.012, 0.012), vec3(0.25, 0.07, 0.07), smoothstep(0.0, -0.8, mv));
+        float gap = abs(fract(mu * 3.2 + 0.5) - 0.5);
+        vec3 teeth = u_teeth * (0.65 + 0.35 * smoothstep(0.5, 0.4, gap)) * (1.0 - 0.55 * mu * mu);
+        cavity = mix(cavity, teeth, smoothstep(0.6, 0.66, mv));  // upper teeth just inside the upper lip
+        cavity = mix(cavity, teeth * 0.7, smoothstep(-0.8, -0.88, mv));  // edge of the lower teeth
+        color = mix(color, cavity, u_open);
+    }
+    f_color = vec4(color, 1.0);
+    f_depth = vec4(v_z, 0.0, 0.0, 0.0);
+}
+"""
+
+
+class TexturedRasterizer:
+    """Draws one textured mesh (a fitted photo, see :mod:`.from_photo`) with the same camera model, framebuffer
+    and outputs as :class:`Rasterizer`. Textures are sampled bilinearly and written without any shading, so a
+    mesh seen from the camera it was lifted from reproduces its photo.
+
+    Args:
+        resolution: output frames are (resolution, resolution).
+    """
+
+    def __init__(self, resolution: int = 256):
+        import moderngl
+
+        self.ctx = create_context()
+        self.resolution = resolution
+        self._fbo = _framebuffer(self.ctx, resolution)
+        self.ctx.enable(moderngl.DEPTH_TEST)  # no culling: the mesh is an open sheet seen from the front
+        self._prog = self.ctx.program(vertex_shader=_TEXTURED_VS, fragment_shader=_TEXTURED_FS)
+        self._prog["u_focal"].value = FOCAL
+        self._vao = self._vbo = self._ibo = None
+        self._textures = []
+
+    def set_mesh(self, triangles: np.ndarray, num_vertices: int, photo: np.ndarray, backdrop: np.ndarray, teeth: Tuple[float, float, float]) -> None:
+        """Upload the topology (T, 3), the photo and backdrop textures (H, W, 3) uint8 and the teeth colour."""
+        import moderngl
+
+        for resource in (self._vao, self._vbo, self._ibo, *self._textures):
+            if resource is not None:
+                resource.release()
+        self._vbo = self.ctx.buffer(reserve=num_vertices * TEXTURED_VERTEX_FLOATS * 4, dynamic=True)
+        self._ibo = self.ctx.buffer(np.ascontiguousarray(triangles, dtype="i4").tobytes())
+        self._vao = self.ctx.vertex_array(self._prog, [(self._vbo, "3f 2f 3f", "in_pos", "in_uv", "in_attr")], self._ibo)
+        self._textures = []
+        for unit, (name, image) in enumerate((("u_photo", photo), ("u_backdrop", backdrop))):
+            image = np.ascontiguousarray(image, dtype=np.uint8)
+            texture = self.ctx.texture((image.shape[1], image.shape[0]), 3, image.tobytes())
+            texture.repeat_x = texture.repeat_y = False  # clamp: the card reaches past the photo's edges
+            texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            texture.use(location=unit)
+            self._prog[name].value = unit
+            self._textures.append(texture)
+        self._prog["u_teeth"].value = tuple(float(c) for c in teeth)
+
+    def render(self, vertices: np.ndarray, cam2world: np.ndarray, mouth_open: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw one frame.
+
+        Args:
+            vertices: (N, TEXTURED_VERTEX_FLOATS) world position, texture coordinates, attributes.
+            cam2world: (4, 4) OpenCV camera-to-world matrix.
+            mouth_open: 0 shows the photo's own mouth interior, 1 the painted cavity and teeth.
+
+        Returns:
+            rgb (H, W, 3) uint8, mask (H, W) uint8 (255 = face or mouth), depth (H, W) float32 camera-space z
+            of the face (0 elsewhere).
+        """
+        for unit, texture in enumerate(self._textures):
+            texture.use(location=unit)
+        world2cam = np.linalg.inv(np.asarray(cam2world, dtype=np.float64))
+        self._prog["u_world2cam"].write(world2cam.T.astype("f4").tobytes())  # GLSL matrices are column-major
+        self._prog["u_open"].value = float(np.clip(mouth_open, 0.0, 1.0))
+        self._vbo.write(np.ascontiguousarray(vertices, dtype="f4").tobytes())
+        self._fbo.use()
+        self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self._vao.render()
+        color, depth = _read_framebuffer(self._fbo, self.resolution)
+        face = color[..., 3] > 127
+        return color[..., :3].copy(), np.where(face, 255, 0).astype(np.uint8), np.where(face, depth, 0.0).astype(np.float32)

@@ -1,5 +1,5 @@
-"""The clip format shared by the synthetic corpus (``s3d-nerf synth``), real-video preprocessing
-(``s3d-nerf preprocess``), training and evaluation.
+"""The clip format shared by the synthetic corpus and the semi-synthetic clips of real photos (``s3d-nerf synth``,
+``synth --from-photos``), real-video preprocessing (``s3d-nerf preprocess``), training and evaluation.
 
 One folder per clip::
 
@@ -48,8 +48,8 @@ class ClipMeta:
         cam2world: N x 4 x 4 per-frame cameras in the head's canonical frame.
         landmarks: N x 68 x 2 pixel landmarks.
         identity: identity id (disjoint between train and test splits).
-        source: "synthetic" or "real".
-        visemes: synthetic only, N x P ground-truth mouth parameters named by ``viseme_names``.
+        source: "synthetic", "semi-synthetic" (a real photo animated by the corpus's tracks) or "real".
+        visemes: (semi-)synthetic only, N x P ground-truth mouth parameters named by ``viseme_names``.
         extra: anything else a producer wants to record (voice, sentence, head motion, ...).
     """
 

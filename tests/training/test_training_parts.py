@@ -118,6 +118,16 @@ def test_warm_start_adds_a_warp_head_to_weights_trained_without_one(tmp_path):
         warm_start(build_components(wider.components()), wider, tmp_path / "plain")
 
 
+def test_training_finds_the_shipped_lip_sync_discriminator_when_its_architecture_matches():
+    """README's train line works on a fresh clone: the demo config falls back to the shipped discriminator; a config
+    of another architecture gets none (and the run then says how to pretrain one)."""
+    from s3d_pipeline.paths import DEFAULT_CHECKPOINT
+    from s3d_pipeline.training.trainer import shipped_lip_sync
+
+    assert shipped_lip_sync(get_config("demo")) == DEFAULT_CHECKPOINT / "lip_sync"
+    assert shipped_lip_sync(get_config("tiny")) is None
+
+
 def replace_overrides(config, overrides: dict):
     from dataclasses import replace
 

@@ -130,15 +130,20 @@ class FaceMeshModel:
         transformation matrix, scale removed), in the head frame of :mod:`s3d_pipeline.rendering.cameras`
         (x to the viewer's right, y up, z towards the camera) relative to the camera's axes.
         """
+        size = np.array([rgb.shape[1], rgb.shape[0]], dtype=np.float64)
+        return [(mesh[:, :2] * size, rotation) for mesh, rotation in self.meshes(rgb)]
+
+    def meshes(self, rgb: np.ndarray) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """As :meth:`__call__`, with the landmarker's own coordinates: (478, 3) x, y as image fractions and z, the
+        relative depth (x's scale, smaller is nearer), and the head rotation (3, 3)."""
         import mediapipe as mp
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb, dtype=np.uint8))
         result = self._landmarker.detect(image)
-        size = np.array([rgb.shape[1], rgb.shape[0]], dtype=np.float64)
         faces = []
         for points, matrix in zip(result.face_landmarks, result.facial_transformation_matrixes):
             u, _, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64)[:3, :3])
-            faces.append((np.array([(p.x, p.y) for p in points]) * size, u @ vt))
+            faces.append((np.array([(p.x, p.y, p.z) for p in points], dtype=np.float64), u @ vt))
         return faces
 
 

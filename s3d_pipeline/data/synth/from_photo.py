@@ -176,22 +176,6 @@ def face_outline() -> np.ndarray:
         loop.append(step[0])
 
 
-@functools.lru_cache(maxsize=1)
-def _landmarker():
-    """A Face Landmarker (image mode, one face) that keeps the points' relative depth."""
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.vision import (
-        FaceLandmarker,
-        FaceLandmarkerOptions,
-        RunningMode,
-    )
-
-    options = FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=face_mesh.model_path()), running_mode=RunningMode.IMAGE, num_faces=1
-    )
-    return FaceLandmarker.create_from_options(options)
-
-
 def detect_mesh_3d(rgb: np.ndarray) -> np.ndarray:
     """The face mesh of an (H, W, 3) uint8 image: (478, 3) normalized x, y (image fractions) and z (relative
     depth, x's scale, smaller is nearer).
@@ -199,12 +183,10 @@ def detect_mesh_3d(rgb: np.ndarray) -> np.ndarray:
     Raises:
         FaceNotFoundError: no face.
     """
-    import mediapipe as mp
-
-    result = _landmarker().detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb, dtype=np.uint8)))
-    if not result.face_landmarks:
+    faces = face_mesh.shared_model().meshes(rgb)
+    if not faces:
         raise FaceNotFoundError("the face mesh found no face in the aligned portrait")
-    return np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64)
+    return faces[0][0]
 
 
 def _unproject(uv: np.ndarray, depth: np.ndarray, cam2world: np.ndarray) -> np.ndarray:

@@ -60,7 +60,8 @@ class ReferenceEngine:
             generator: jitters the ray samples within their bins (reproducible for a seed); without it, samples
                 sit at bin centres.
             ray_window: ``(top, left, p)`` in rays: render only that window of the ray grid; the frames cover pixels
-                [4 top, 4 (top + p)) x [4 left, 4 (left + p)) and are composited onto that crop of the source.
+                [s top, s (top + p)) x [s left, s (left + p)), s = S / r frame pixels per ray, and are composited onto
+                that crop of the source.
         """
         n = audio_windows.shape[0]
         df = self.deformation_field

@@ -22,8 +22,11 @@ content. The warp samples the source with its mouth hidden, like everything else
 the source's mouth cannot be carried into an open mouth, so the mouth still comes only from the speech-driven
 render (the rule that kept the speech in play above). The head's output layer starts at zero and the blend's
 bias at ``warp_blend_bias`` (sigmoid(-8) = 3e-4), so a network given this head renders today's frames (within a
-uint8 level) until it learns to use it; the head also runs at twice the trunk's resolution (512² from 64² rays),
-where the warped source brings the photo's detail."""
+uint8 level) until it learns to use it. The blend logit is scaled by ``warp_blend_gain``: Adam moves a weight by
+about its learning rate per step, so at 1e-4 an unscaled logit needed thousands of steps to climb the 8 units of
+its bias (measured: the blend still ~0 after 500 steps of a continuation); scaled by 40 it can in a few hundred.
+The head also runs at twice the trunk's resolution (512² from 64² rays), where the warped source brings the
+photo's detail."""
 
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ class SuperResolution(ModelMixin, ConfigMixin):
             poses it is trained on (see the module docstring); None shows the whole source.
         warp_channels: width of the warp head (0: no head, frames from the render alone).
         warp_blend_bias: the blend logit's offset, so that the blend starts near 0 (the render alone).
+        warp_blend_gain: the head's blend output is multiplied by this before the offset (see the module docstring).
     """
 
     @register_to_config
@@ -74,6 +78,7 @@ class SuperResolution(ModelMixin, ConfigMixin):
         hidden_source_box: Optional[Tuple[float, float, float, float]] = None,
         warp_channels: int = 0,
         warp_blend_bias: float = -8.0,
+        warp_blend_gain: float = 40.0,
     ) -> None:
         super().__init__()
         s0, s1, s2 = source_channels
@@ -173,7 +178,7 @@ class SuperResolution(ModelMixin, ConfigMixin):
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             head = self.warp_head(torch.cat([x, warped.to(x.dtype), visibility.to(x.dtype)], dim=1))
-        return self.compose(out, features, opacity, source, head, warped, visibility, self.config.warp_blend_bias)
+        return self.compose(out, features, opacity, source, head, warped, visibility, self.config.warp_blend_bias, self.config.warp_blend_gain)
 
     @staticmethod
     def compose(
@@ -185,10 +190,11 @@ class SuperResolution(ModelMixin, ConfigMixin):
         warped: Optional[torch.Tensor] = None,
         visibility: Optional[torch.Tensor] = None,
         blend_bias: float = 0.0,
+        blend_gain: float = 1.0,
     ) -> SuperResolutionOutput:
         """The output convolution's (N, 4, 4r, 4r) residual and mask logit + the coarse render -> the frame over the
         source (1 or N, 3, S, S); with the warp head's (N, 4, S, S) residual and blend logit, the generated face is
-        blended with the warped source (N, 3, S, S) by ``visibility * sigmoid(logit + blend_bias)`` first.
+        blended with the warped source (N, 3, S, S) by ``visibility * sigmoid(blend_gain * logit + blend_bias)`` first.
 
         Always in float32, also under bf16 autocast: in bf16 the opacity's clamp to 1 - 1e-4 rounds to 1, whose
         logit is infinite (training saw NaN gradients from it)."""
@@ -206,7 +212,7 @@ class SuperResolution(ModelMixin, ConfigMixin):
             face = coarse_rgb + residual
             if head is not None:
                 head_residual, blend_logit = head.float().split([3, 1], dim=1)
-                blend = visibility.float() * torch.sigmoid(blend_logit + blend_bias)
+                blend = visibility.float() * torch.sigmoid(blend_gain * blend_logit + blend_bias)
                 face = face + head_residual
                 face = torch.addcmul(face, blend, warped.float() - face)
             # mask * face + (1 - mask) * source, in one fused multiply-add.

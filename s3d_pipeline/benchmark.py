@@ -7,6 +7,10 @@ compare the fast path with the reference path from the same run, not across runs
 
 Run one memory measurement alone with ``python -m s3d_pipeline.benchmark --peak-rss SECONDS [--config NAME |
 --checkpoint PATH]``; it prints one JSON line.
+
+The user path's memory (``s3d-nerf bench --rss-photo-size 4000``): ``s3d-nerf generate`` itself, run in a fresh
+process per speech length on a large synthetic photo (the bundled portrait enlarged to N x N pixels), streaming to
+mp4 with the CLI's defaults; alone, ``python -m s3d_pipeline.benchmark --user-path-rss SECONDS --photo-size N``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -159,8 +164,10 @@ def run_benchmark(
     rss_seconds: tuple = (10.0, 60.0),
     fps: float = 25.0,
     call_seconds: float = 2.0,
+    rss_photo_size: int = 0,
 ) -> dict:
-    """Everything ``s3d-nerf bench`` reports, as one dict."""
+    """Everything ``s3d-nerf bench`` reports, as one dict; with ``rss_photo_size`` also the user path's peak RSS
+    (:func:`measure_user_path_rss` for each of ``rss_seconds``, on ``setup.checkpoint``) under ``"user_path"``."""
     from .rendering.cameras import pose_to_cam2world
 
     load_before = os.getloadavg()
@@ -198,6 +205,21 @@ def run_benchmark(
     default_call_fps = call_fps(pipe, waveform[: round(call_seconds * SAMPLE_RATE)], fps)
 
     rss = {s: peak_rss_subprocess(setup, s, batch_size) for s in rss_seconds}
+    user_path = {}
+    if rss_photo_size:
+        runs = {s: user_path_rss_subprocess(setup, s, rss_photo_size) for s in rss_seconds}
+        short, long = runs[rss_seconds[0]], runs[rss_seconds[-1]]
+        user_path = {
+            "user_path": {
+                "photo": f"{rss_photo_size}x{rss_photo_size} (assets/portrait_astronaut.png enlarged)",
+                "checkpoint": os.path.basename(os.path.normpath(setup.checkpoint)),
+                "video_size": long["video_size"],
+                **{f"peak_rss_mb_{s:g}s": run["peak_rss_mb"] for s, run in runs.items()},
+                **{f"encoder_peak_rss_mb_{s:g}s": run["encoder_peak_rss_mb"] for s, run in runs.items()},
+                **{f"wall_s_{s:g}s": run["wall_s"] for s, run in runs.items()},
+                "rss_ratio": round(long["peak_rss_mb"] / short["peak_rss_mb"], 3),
+            }
+        }
     renderer = pipe.renderer.config
     return {
         "config": {
@@ -226,6 +248,107 @@ def run_benchmark(
         "rss_ratio": round(rss[rss_seconds[-1]] / rss[rss_seconds[0]], 3),
         "loadavg": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
         "cpus": os.cpu_count(),
+        **user_path,
+    }
+
+
+def user_path_rss_subprocess(setup: BenchSetup, seconds: float, photo_size: int) -> dict:
+    """:func:`measure_user_path_rss` in a fresh process (a process's peak RSS never goes down)."""
+    cmd = [sys.executable, "-m", "s3d_pipeline.benchmark", "--user-path-rss", str(seconds), "--photo-size", str(photo_size)]
+    cmd += ["--checkpoint", setup.checkpoint, "--threads", str(setup.threads)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def synthetic_photo(size: int, path: str) -> str:
+    """The bundled portrait enlarged (bicubic) to a ``size`` x ``size`` JPEG at ``path``: a phone-sized photo with a
+    face the detector finds. Its pixels carry no more detail than the 512 px original; memory and time depend on
+    the size only."""
+    import PIL.Image
+
+    with PIL.Image.open(DEFAULT_IMAGE) as portrait:
+        portrait.convert("RGB").resize((size, size), PIL.Image.BICUBIC).save(path, quality=92)
+    return path
+
+
+class ChildPeakRSS:
+    """The highest peak RSS (``VmHWM``) among this process's children, polled in a thread every ``interval`` seconds
+    while the block runs: the ffmpeg encoder's own high-water mark, in MB. ``getrusage(RUSAGE_CHILDREN)`` cannot
+    give it: a child's count starts from the parent's resident memory before it executes ffmpeg."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            for child in self._children():
+                try:
+                    status = open(f"/proc/{child}/status").read()
+                except OSError:  # exited meanwhile
+                    continue
+                hwm = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
+                if hwm:
+                    self.peak_mb = max(self.peak_mb, int(hwm[0]) / 1024)  # reported in kB
+
+    @staticmethod
+    def _children() -> List[int]:
+        pids = []
+        for task in os.listdir(f"/proc/{os.getpid()}/task"):
+            try:
+                pids += [int(pid) for pid in open(f"/proc/{os.getpid()}/task/{task}/children").read().split()]
+            except OSError:
+                continue
+        return pids
+
+    def __enter__(self) -> "ChildPeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_user_path_rss(checkpoint: str, seconds: float, photo_size: int, threads: int, max_size: Optional[int] = None) -> dict:
+    """Run ``s3d-nerf generate`` on a ``photo_size``-pixel synthetic photo and ``seconds`` of speech in this process,
+    with the CLI's defaults (fast engine; ``--max-size`` unless ``max_size`` is given, 0 for the photo's size); its
+    peak RSS and the written video's size and duration, decoded back.
+
+    ``peak_rss_mb`` is this process's high-water mark, ``encoder_peak_rss_mb`` the largest child's (the ffmpeg
+    encoder, polled: :class:`ChildPeakRSS`); both run at the same time, so their sum bounds the machine's use.
+    """
+    import soundfile as sf
+
+    from .cli import main as cli_main
+    from .video import iter_video
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = synthetic_photo(photo_size, os.path.join(tmp, "photo.jpg"))
+        audio, out = os.path.join(tmp, "speech.wav"), os.path.join(tmp, "talking.mp4")
+        sf.write(audio, speech(seconds), SAMPLE_RATE)
+        start = time.perf_counter()
+        with ChildPeakRSS() as encoder, contextlib.redirect_stdout(sys.stderr):  # the CLI's JSON line is not ours
+            args = ["generate", "--image", photo, "--audio", audio, "--out", out, "--checkpoint", checkpoint]
+            code = cli_main(args if max_size is None else [*args, "--max-size", str(max_size)])
+        wall = time.perf_counter() - start
+        if code != 0:
+            raise RuntimeError(f"s3d-nerf generate failed with exit code {code}")
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        info, frames = iter_video(out)
+        num_frames = sum(1 for _ in frames)
+    return {
+        "seconds": seconds,
+        "photo": f"{photo_size}x{photo_size}",
+        "peak_rss_mb": round(own, 1),
+        "encoder_peak_rss_mb": round(encoder.peak_mb, 1),
+        "video_size": [info.size[1], info.size[0]],  # (width, height)
+        "video_frames": num_frames,
+        "video_seconds": round(info.duration, 2),
+        "wall_s": round(wall, 1),
     }
 
 
@@ -246,7 +369,11 @@ def measure_peak_rss(setup: BenchSetup, seconds: float, batch_size: int) -> floa
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="One peak-RSS measurement of streamed generation (JSON line).")
-    parser.add_argument("--peak-rss", type=float, required=True, metavar="SECONDS")
+    measurement = parser.add_mutually_exclusive_group(required=True)
+    measurement.add_argument("--peak-rss", type=float, metavar="SECONDS", help="the aligned portrait streamed to mp4")
+    measurement.add_argument("--user-path-rss", type=float, metavar="SECONDS", help="s3d-nerf generate on a large photo")
+    parser.add_argument("--photo-size", type=int, default=4000, help="with --user-path-rss: the synthetic photo's side")
+    parser.add_argument("--max-size", type=int, default=None, help="with --user-path-rss: generate's --max-size (default: its own)")
     parser.add_argument("--config", default=None)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--threads", type=int, default=2)
@@ -254,6 +381,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--as-shipped", action="store_true")
     parser.add_argument("--fast-dtype", choices=FAST_DTYPES, default=None)
     args = parser.parse_args(argv)
+    if args.user_path_rss is not None:
+        print(json.dumps(measure_user_path_rss(args.checkpoint, args.user_path_rss, args.photo_size, args.threads, args.max_size)))
+        return 0
     setup = BenchSetup(config=args.config, checkpoint=args.checkpoint, threads=args.threads, as_shipped=args.as_shipped, fast_dtype=args.fast_dtype)
     print(json.dumps({"seconds": args.peak_rss, "peak_rss_mb": measure_peak_rss(setup, args.peak_rss, args.batch_size)}))
     return 0

@@ -27,3 +27,17 @@ class InvalidPoseError(S3DNeRFError):
 
 class InvalidVideoError(S3DNeRFError):
     """A video could not be read or holds no decodable video stream."""
+
+
+class OutputTooLargeError(S3DNeRFError):
+    """The frames asked for, held together as one result, would not fit in memory; nothing was rendered.
+
+    Attributes:
+        bytes_needed: what the whole result would take.
+        bytes_allowed: what one call may hold (half of the memory available when it was asked for).
+    """
+
+    def __init__(self, message: str, bytes_needed: int, bytes_allowed: int):
+        super().__init__(message)
+        self.bytes_needed = bytes_needed
+        self.bytes_allowed = bytes_allowed

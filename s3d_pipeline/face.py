@@ -28,6 +28,7 @@ Every :class:`PreparedPortrait` records which backend ran.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -656,6 +657,9 @@ def _prepare_aligned(rgb: np.ndarray, resolution: int) -> PreparedPortrait:
 # ---------------------------------------------------------------------------------------------------------
 # Paste-back
 # ---------------------------------------------------------------------------------------------------------
+MAX_OUTPUT_SIDE = 1920  # px: the default longest side of a video pasted back into a photo (see fit_output)
+
+
 def head_mask(resolution: int, feather: float = 0.08) -> np.ndarray:
     """Soft blend weight (R, R) float32 in [0, 1] over the head in the model's framing: an ellipse around
     face and hair, feathered over ``feather`` of the crop so the seam is a gradient, not an edge."""
@@ -664,6 +668,30 @@ def head_mask(resolution: int, feather: float = 0.08) -> np.ndarray:
     centre_y = 0.5 * (EYE_CENTER[1] + MOUTH_CENTER[1]) - 0.03
     radius = np.sqrt(((xx - 0.5) / 0.36) ** 2 + ((yy - centre_y) / 0.44) ** 2)  # 1 on the ellipse
     return np.clip((1.0 - radius) / feather + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def fit_output(portrait: PreparedPortrait, max_side: Optional[int] = MAX_OUTPUT_SIDE) -> PreparedPortrait:
+    """The portrait to paste results back into, its photo shrunk (area-averaged) so that the longer side is at most
+    ``max_side`` pixels, with ``crop_to_original`` and ``face_box`` scaled to match; the portrait itself when it
+    already fits or ``max_side`` is None.
+
+    A 4000x4000 phone photo then gives 1920x1920 frames (11 MB each as uint8) instead of 48 MB ones: the rendered
+    head (R pixels, enlarged into the photo) has no detail to fill the larger frame, and the encoder's memory and
+    time grow with the frame.
+    """
+    height, width = portrait.original.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return portrait
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # (w, h) as cv2 takes it
+    sx, sy = size[0] / width, size[1] / height
+    box = portrait.face_box
+    return dataclasses.replace(
+        portrait,
+        original=cv2.resize(portrait.original, size, interpolation=cv2.INTER_AREA),
+        crop_to_original=(np.diag([sx, sy]) @ portrait.crop_to_original.astype(np.float64)).astype(np.float32),
+        face_box=None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy),
+    )
 
 
 def paste_back(frames: Union[np.ndarray, Sequence[np.ndarray]], portrait: PreparedPortrait) -> np.ndarray:

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 FramesChunk = Union[np.ndarray, Sequence[PIL.Image.Image], PIL.Image.Image]
 
+EXPORT_CHUNK = 8  # frames converted and encoded together by export_to_video
+
 # Tags the mp4 muxer stores in its standard (iTunes-style) atoms; any other key needs the muxer's
 # ``use_metadata_tags`` flag, which stores free-form keys that fewer players display.
 _STANDARD_MP4_TAGS = {"title", "comment", "artist", "album", "date", "description", "copyright", "genre", "composer"}
@@ -154,7 +156,7 @@ class VideoWriter:
         if h % 2 or w % 2:
             frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         try:
-            self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
+            self._process.stdin.write(np.ascontiguousarray(frames).data)  # the array's own buffer: no bytes copy
         except BrokenPipeError as exc:
             raise RuntimeError(f"ffmpeg stopped while encoding {self.path}: {self._ffmpeg_log()}") from exc
         self.num_frames += len(frames)
@@ -257,16 +259,24 @@ def export_to_video(output, path: Union[str, os.PathLike], *, crf: int = 18, met
     Returns:
         The path written.
 
+    Frames are converted and handed to the encoder ``EXPORT_CHUNK`` at a time, so floats or PIL images cost one
+    chunk's uint8 copy, not the whole video's. To write a video without holding its frames at all, use
+    :meth:`S3DNeRFPipeline.export <s3d_pipeline.S3DNeRFPipeline.export>`.
+
     Examples:
         >>> out = pipe("portrait.png", "speech.wav")  # doctest: +SKIP
         >>> export_to_video(out, "talking.mp4", metadata={"comment": "AI-generated"})  # doctest: +SKIP
     """
     frames = output.frames
-    if hasattr(frames, "permute"):  # torch (N, 3, H, W) in [0, 1], output_type="pt"
-        frames = frames.detach().cpu().permute(0, 2, 3, 1).float().numpy()
+    if hasattr(frames, "permute"):  # torch (N, 3, H, W) in [0, 1], output_type="pt": a view, converted per chunk
+        frames = frames.detach().cpu().permute(0, 2, 3, 1)
+    elif isinstance(frames, PIL.Image.Image) or (isinstance(frames, np.ndarray) and frames.ndim == 3):
+        frames = [frames]  # one frame
     audio = getattr(output, "audio", None)
     with VideoWriter(path, output.fps, audio=audio, sample_rate=getattr(output, "sample_rate", 16000), metadata=metadata, crf=crf) as writer:
-        writer.write(frames)
+        for start in range(0, len(frames), EXPORT_CHUNK):
+            chunk = frames[start : start + EXPORT_CHUNK]
+            writer.write(chunk.float().numpy() if hasattr(chunk, "numpy") else chunk)
     return Path(path)
 
 

@@ -3,6 +3,7 @@ video, score and pictures out. Free of any UI library, so it is tested directly 
 
 One :class:`TalkingHeadService` wraps one pipeline for the life of the server. It keeps the last few encoded
 identities (the single-shot step), so moving a slider re-renders a preview without re-encoding the portrait.
+Videos are written as they render (:meth:`S3DNeRFPipeline.export`): no request holds a whole clip's frames.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import torch
 from ..audio import SAMPLE_RATE, num_video_frames
 from ..errors import FaceNotFoundError
 from ..motion import MOTION_PRESETS, head_motion
-from ..video import VideoWriter
 from .config import FPS, FRAMINGS, MAX_SEED, MOUTH, PITCH, RENDERERS, ROLL, YAW, AppConfig, InvalidControlError
 from .consent import require_consent
 from .inputs import load_portrait, load_speech, load_speech_file
@@ -104,7 +104,7 @@ class TalkingHeadService:
         self.output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="s3d-nerf-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # Older pipelines always return the face crop; newer ones take crop=True/False.
-        self.supports_framing = "crop" in inspect.signature(pipe.__call__).parameters
+        self.supports_framing = "crop" in inspect.signature(pipe.export).parameters
         self._identities: "OrderedDict[str, object]" = OrderedDict()
         self._identity_lock = threading.Lock()
 
@@ -179,19 +179,20 @@ class TalkingHeadService:
             frames = waveform[: waveform.size // frame_samples * frame_samples].reshape(-1, frame_samples)  # (N, s)
             if len(frames):
                 snippet = frames[int(np.argmax((frames**2).mean(axis=1)))]
-        out = self.pipe(
-            identity=identity,
-            audio=(snippet, SAMPLE_RATE),
-            yaw=request.yaw,
-            pitch=request.pitch,
-            roll=request.roll,
-            fps=request.fps,
-            mouth_amplitude=request.mouth_amplitude,
-            **self._renderer_kwargs(request),
-            compute_sync=False,
-            **self._framing_kwargs(request, []),
-        )
-        return mark_frames(out.frames[:1])[0]
+        first = next(
+            self.pipe.stream(
+                identity=identity,
+                audio=(snippet, SAMPLE_RATE),
+                yaw=request.yaw,
+                pitch=request.pitch,
+                roll=request.roll,
+                fps=request.fps,
+                mouth_amplitude=request.mouth_amplitude,
+                **self._renderer_kwargs(request),
+                **self._framing_kwargs(request, []),
+            )
+        )  # the stream's first chunk is the first frame alone
+        return mark_frames(first[:1])[0]
 
     # ------------------------------------------------------------------ generate
     def generate(self, request: GenerationRequest, progress: ProgressCallback = _no_progress) -> GenerationResult:
@@ -200,7 +201,7 @@ class TalkingHeadService:
         Args:
             request: the user's inputs and controls.
             progress: called as ``progress(fraction, message)`` at each stage: encoding the identity, loading
-                the audio, each rendered chunk ("frame n of N"), scoring and encoding the video.
+                the audio, each rendered and encoded chunk ("frame n of N"), then scoring and finishing the video.
 
         Raises:
             S3DNeRFError (or a subclass): anything wrong with the request, in words meant for the user.
@@ -217,27 +218,33 @@ class TalkingHeadService:
         motion = head_motion(request.motion, num_frames, request.fps, base=(request.yaw, request.pitch, request.roll))
 
         def on_frames(done: int, total: int) -> None:
-            progress(0.15 + 0.7 * done / total, f"Rendering frame {done} of {total}")
+            progress(0.15 + 0.75 * done / total, f"Rendering frame {done} of {total}")
+            if done == total:
+                progress(0.92, "Scoring lip sync and finishing the video")
 
-        out = self.pipe(
-            identity=identity,
-            audio=(waveform, SAMPLE_RATE),
-            fps=request.fps,
-            mouth_amplitude=request.mouth_amplitude,
-            batch_size=self.config.batch_size,
-            **self._renderer_kwargs(request),
-            callback_on_frame_end=on_frames,
-            **motion.as_kwargs(),
-            **self._framing_kwargs(request, warnings),
-        )
-
-        progress(0.86, "Scoring lip sync")
+        video = self._new_video_path()
+        try:
+            out = self.pipe.export(
+                identity=identity,
+                audio=(waveform, SAMPLE_RATE),
+                path=video,
+                fps=request.fps,
+                mouth_amplitude=request.mouth_amplitude,
+                batch_size=self.config.batch_size,
+                **self._renderer_kwargs(request),
+                callback_on_frame_end=on_frames,
+                frame_filter=mark_frames,
+                metadata=VIDEO_METADATA,
+                **motion.as_kwargs(),
+                **self._framing_kwargs(request, warnings),
+            )
+        except BaseException:
+            video.unlink(missing_ok=True)  # the empty placeholder: a failed request leaves no file
+            raise
         if out.sync_per_window is None:
             sync_plot = pd.DataFrame({"time (s)": [], "sync": []})
         else:
             sync_plot = sync_over_time(out.sync_per_window, out.sync_distances, request.fps, self.pipe.lip_sync.config.num_frames)
-        progress(0.9, "Encoding video")
-        video = self._write_video(mark_frames(out.frames), out)
         face = identity.portrait.aligned
         return GenerationResult(
             video=video,
@@ -251,15 +258,12 @@ class TalkingHeadService:
             backend=dict(out.backend or {}),
         )
 
-    def _write_video(self, frames: np.ndarray, out) -> Path:
-        """Frames and the speech into a new tagged mp4 in the output folder (old videos are removed first)."""
+    def _new_video_path(self) -> Path:
+        """A new name for the next video in the output folder (old videos are removed first)."""
         self._remove_old_outputs()
         fd, name = tempfile.mkstemp(prefix=VIDEO_PREFIX, suffix=".mp4", dir=self.output_dir)
         os.close(fd)  # VideoWriter replaces the file atomically when the video is complete
-        path = Path(name)
-        with VideoWriter(path, out.fps, audio=out.audio, sample_rate=out.sample_rate, metadata=VIDEO_METADATA) as writer:
-            writer.write(frames)
-        return path
+        return Path(name)
 
     def _remove_old_outputs(self) -> None:
         """Delete outputs past their age, then the oldest beyond the count, leaving room for the one being made."""

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-frames", type=int, default=8, help="frames timed on the (slow) reference path")
     parser.add_argument("--repeats", type=int, default=3, help="repeats behind each median")
     parser.add_argument("--rss-seconds", type=float, nargs=2, default=(10.0, 60.0), metavar=("SHORT", "LONG"), help="speech lengths for peak RSS")
+    parser.add_argument(
+        "--rss-photo-size", type=int, default=0, metavar="PIXELS",
+        help="also measure the user path's peak RSS: s3d-nerf generate with --checkpoint's weights on a PIXELS x PIXELS "
+        "synthetic photo for each --rss-seconds length, one process each (minutes per length; off by default)",
+    )  # fmt: skip
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fast-dtype", choices=FAST_DTYPES, default=None, help="the fast engine's compute type (default: bfloat16 where the CPU computes bf16 natively, else float32)")
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         rss_seconds=tuple(args.rss_seconds),
         fps=args.fps,
+        rss_photo_size=args.rss_photo_size,
     )
     if not args.json:
         print(
@@ -46,5 +52,7 @@ def run(args: argparse.Namespace) -> int:
             f"PSNR {result['psnr_vs_reference']:.1f} dB; identity {result['identity_encode_ms']:.0f} ms, first frame "
             f"{result['first_frame_ms']:.0f} ms; load {result['loadavg']['before'][0]:.1f}"
         )
+        if "user_path" in result:
+            print(f"user path ({result['user_path']['photo']}): {result['user_path']}")
     print(json.dumps(result))
     return 0

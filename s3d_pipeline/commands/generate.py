@@ -1,4 +1,7 @@
-"""``s3d-nerf generate``: portrait + speech -> mp4 with the speech, using a pipeline checkpoint."""
+"""``s3d-nerf generate``: portrait + speech -> mp4 with the speech, using a pipeline checkpoint.
+
+Frames go into the encoder as they are rendered (:meth:`S3DNeRFPipeline.export`), so memory does not grow with the
+clip's length or, past ``--max-size``, with the photo's size."""
 
 from __future__ import annotations
 
@@ -35,7 +38,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _output_side(text: str) -> int:
+    """``--max-size``: pixels, or 0 for the photo's own size."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of pixels, or 0 to keep the photo's size; got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..face import MAX_OUTPUT_SIDE
+
     parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="portrait photo (default: the bundled example)")
     parser.add_argument("--audio", default=str(DEFAULT_AUDIO), help="speech: wav, mp3, flac, ogg or m4a (default: the bundled example)")
     parser.add_argument("--out", default="talking.mp4", help="output mp4 path")
@@ -49,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aligned", action="store_true", help="the image is already a face crop in the model's framing")
     parser.add_argument("--crop", action="store_true", help="write the aligned face video instead of the whole photo with the head pasted back")
     parser.add_argument("--batch-size", type=_positive_int, default=8, help="frames rendered together")
+    parser.add_argument(
+        "--max-size", type=_output_side, default=MAX_OUTPUT_SIDE,
+        help=f"longest side of the video in pixels: larger photos are shrunk to it before the head is pasted back (default {MAX_OUTPUT_SIDE}; 0 keeps the photo's size)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,30 +74,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import torch
 
-    from .. import S3DNeRFPipeline, export_to_video
+    from .. import S3DNeRFPipeline
     from ..app.watermark import VIDEO_METADATA, mark_frames
     from ..errors import S3DNeRFError
 
     try:
         pipe = S3DNeRFPipeline.from_pretrained(args.checkpoint)
         generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-        out = pipe(
+        out = pipe.export(
             args.image,
             args.audio,
+            args.out,
             yaw=args.yaw,
             pitch=args.pitch,
             roll=args.roll,
             fps=args.fps,
             aligned=args.aligned,
             crop=True if args.crop else None,
+            max_size=args.max_size or None,
             batch_size=args.batch_size,
             generator=generator,
             fast=not args.reference,
+            frame_filter=mark_frames,  # the same disclosure as the app: a visible label in every frame and the mp4 tags
+            metadata=VIDEO_METADATA,
         )
     except S3DNeRFError as exc:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 2
-    out.frames = mark_frames(out.frames)  # the same disclosure as the app: a visible label and the mp4 tags
-    path = export_to_video(out, args.out, metadata=VIDEO_METADATA)
-    print(json.dumps({"video": str(path), "frames": len(out.frames), "fps": out.fps, "sync_confidence": out.sync_confidence, "sync_offset": out.sync_offset}))
+    frames = round(out.audio.size / out.sample_rate * out.fps)  # the speech was fitted to the video's length
+    print(json.dumps({"video": str(args.out), "frames": frames, "fps": out.fps, "sync_confidence": out.sync_confidence, "sync_offset": out.sync_offset}))
     return 0

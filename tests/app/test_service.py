@@ -43,7 +43,7 @@ def test_generate_writes_a_marked_tagged_mp4_with_speech_and_a_score(service, sh
     assert result.attention.shape == result.depth.shape == (256, 256, 3)  # 64 px enlarged for display
     messages = [m for _, m in stages]
     assert messages[0] == "Encoding identity" and messages[1] == "Loading audio"
-    assert "Rendering frame 8 of 8" in messages and messages[-1] == "Encoding video"
+    assert "Rendering frame 8 of 8" in messages and messages[-1] == "Scoring lip sync and finishing the video"
     assert [f for f, _ in stages] == sorted(f for f, _ in stages)
 
 

@@ -124,8 +124,8 @@ def test_frames_at_twice_the_trunk_size_need_the_warp(warping_pipe, face_crop):
 
 
 def test_the_source_mouth_never_reaches_the_frame_through_the_warp(face_crop):
-    """The warp samples the source with its mouth hidden: with the blend forced to the warped source everywhere, a
-    bright source mouth leaves no trace inside the hidden ellipse."""
+    """The warp samples the source with its mouth hidden and never blends where it lands in the hidden mouth: with
+    the blend forced open everywhere else, a bright source mouth leaves no trace inside the hidden ellipse."""
     pipe = build_pipeline("tiny", seed=0, super_resolution=dict(warp_channels=8, warp_blend_bias=30.0))
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
@@ -136,6 +136,6 @@ def test_the_source_mouth_never_reaches_the_frame_through_the_warp(face_crop):
     frames = pipe(source, (speech_like(0.2), 16000), aligned=True, compute_sync=False, crop=True).frames
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
     centre = frames[:, cy - 2 : cy + 2, cx - 2 : cx + 2].astype(int)
-    assert np.abs(centre - 128).max() <= 2  # the hidden grey, not the magenta
+    assert np.abs(centre - np.array([255, 0, 255])).mean() > 100  # generated content, not the magenta
     outside = frames[:, 4:8, 4:8].astype(int)
     assert np.abs(outside - face_crop[4:8, 4:8]).mean() < 6  # elsewhere the warp shows the source itself

@@ -28,8 +28,9 @@ class Identity:
         triplanes: multi-scale tri-plane, per scale (B, 3, C, H, W).
         slots: F_agg and its assignment over the face (None for deformation modes without slots).
         source_features: the super-resolution's features of ``hidden_source``.
-        warp_source: (B, 3, S, S) the source with its mouth hidden at the output resolution, which the render's
-            correspondence warps (:mod:`s3d_pipeline.rendering.warp`); None when the super-resolution does not warp.
+        warp_source: (B, 4, S, S) what the render's correspondence warps (:mod:`s3d_pipeline.rendering.warp`): the
+            source with its mouth hidden at the output resolution, and a channel that is 1 where the source is shown
+            and 0 in the hidden mouth; None when the super-resolution does not warp.
         portrait: the prepared photo and how to paste results back into it (None for a training batch).
     """
 
@@ -83,12 +84,16 @@ def encode_identity(
     encoded = appearance_encoder(trunk)
     hidden = super_resolution.hide_mouth(trunk)
     hidden_full = super_resolution.hide_mouth(source)
+    warp_source = None
+    if super_resolution.warps:
+        shown = super_resolution.shown(*source.shape[-2:], device=source.device).to(source.dtype)
+        warp_source = torch.cat([hidden_full, shown.expand(source.shape[0], -1, -1, -1)], dim=1)  # (B, 4, S, S)
     return Identity(
         source=hidden_full if composite_onto_hidden else source,
         hidden_source=hidden,
         triplanes=encoded.triplanes,
         slots=deformation_field.encode_identity(encoded.visual_tokens),
         source_features=super_resolution.encode_source(hidden),
-        warp_source=hidden_full if super_resolution.warps else None,
+        warp_source=warp_source,
         portrait=portrait,
     )

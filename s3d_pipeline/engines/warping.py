@@ -29,10 +29,12 @@ def warp_inputs(
         resolution, ray_window: the ray grid r and the window (top, left, p) rendered (None: the whole grid).
 
     Returns:
-        warped (n, 3, P, P) and visibility (n, 1, P, P) at the frames' size P = p * S / r.
+        warped (n, 3, P, P) and visibility (n, 1, P, P) at the frames' size P = p * S / r: how much of each pixel
+        the source both sees (:func:`~s3d_pipeline.rendering.warp.source_visibility`) and shows (0 where the
+        correspondence lands in the hidden mouth, so the mouth is always generated).
     """
     n, size = canonical.shape[0], canonical.shape[-1] * identity.resolution // resolution
     uv, depth = source_correspondence(canonical.float(), opacity.float(), resolution, ray_window)
     visibility = source_visibility(depth, uv, opacity.float(), per_frame(source_depth, n).float())
-    warped = sample_at(per_frame(identity.warp_source, n), uv, size)
-    return warped, F.interpolate(visibility, size=(size, size), mode="bilinear", align_corners=False)
+    warped, shown = sample_at(per_frame(identity.warp_source, n), uv, size).split([3, 1], dim=1)
+    return warped, shown * F.interpolate(visibility, size=(size, size), mode="bilinear", align_corners=False)

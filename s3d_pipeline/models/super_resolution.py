@@ -119,15 +119,19 @@ class SuperResolution(ModelMixin, ConfigMixin):
         """The aligned source (B, 3, H, W) in [-1, 1] as the super-resolution sees it: the ellipse inscribed in
         ``hidden_source_box`` set to 0 (an ellipse, so little of the background and neck beside the mouth is hidden).
         Apply it to the whole frame, before any crop."""
+        return source * self.shown(*source.shape[-2:], device=source.device)
+
+    def shown(self, height: int, width: int, device=None) -> torch.Tensor:
+        """(1, 1, H, W): 1 where the super-resolution sees the source, 0 inside the hidden ellipse (see
+        :meth:`hide_mouth`)."""
         box = self.config.hidden_source_box
         if box is None:
-            return source
-        height, width = source.shape[-2:]
+            return torch.ones(1, 1, height, width, device=device)
         x0, y0, x1, y1 = box
-        y = (torch.arange(height, device=source.device) + 0.5) / height  # pixel centres in [0, 1]
-        x = (torch.arange(width, device=source.device) + 0.5) / width
+        y = (torch.arange(height, device=device) + 0.5) / height  # pixel centres in [0, 1]
+        x = (torch.arange(width, device=device) + 0.5) / width
         inside = ((x[None, :] - (x0 + x1) / 2) / ((x1 - x0) / 2)) ** 2 + ((y[:, None] - (y0 + y1) / 2) / ((y1 - y0) / 2)) ** 2 <= 1  # (H, W)
-        return source.masked_fill(inside, 0.0)
+        return (~inside).float()[None, None]
 
     def encode_source(self, source: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """source (B, 3, H, W) in [-1, 1], as :meth:`hide_mouth` gives it -> its features at x4, x2 and coarse

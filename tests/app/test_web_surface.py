@@ -191,10 +191,17 @@ class GatedPipe:
     def __getattr__(self, name):
         return getattr(self._pipe, name)
 
-    def __call__(self, *args, crop=None, **kwargs):
+    def _wait(self):
         self.started.set()
         assert self.gate.wait(120), "the test never opened the gate"
+
+    def __call__(self, *args, crop=None, **kwargs):
+        self._wait()
         return self._pipe(*args, crop=crop, **kwargs)
+
+    def export(self, *args, **kwargs):  # the app writes its videos through pipe.export
+        self._wait()
+        return self._pipe.export(*args, **kwargs)
 
 
 def test_a_full_queue_turns_callers_away_with_a_busy_message(tiny_pipe, gradio_dir):

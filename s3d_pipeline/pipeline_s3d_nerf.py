@@ -104,19 +104,7 @@ class StreamingSyncScore:
         """Confidence and AV offset against the speech (S,) 16 kHz; None when fewer than T frames were added."""
         if not self._embeddings:
             return None
-        video = torch.cat(self._embeddings)  # (W, D)
-        num_windows = video.shape[0]
-        mel = self.lip_sync.mel(torch.from_numpy(waveform).float().to(self.lip_sync.device))
-        audio_windows = self.lip_sync.mel_windows(mel, torch.arange(-max_offset, num_windows + max_offset), fps)
-        audio = torch.cat([self.lip_sync.embed_audio(a) for a in audio_windows.split(self.batch_size)])  # (W + 2 * max_offset, D)
-        distances = torch.stack([(video - audio[o : o + num_windows]).norm(dim=-1) for o in range(2 * max_offset + 1)])  # (offsets, W)
-        mean = distances.mean(dim=1)
-        return SyncScore(
-            confidence=float(mean.median() - mean.min()),
-            offset=int(mean.argmin()) - max_offset,
-            distances=mean.cpu(),
-            per_window=distances[max_offset].cpu(),
-        )
+        return self.lip_sync.score_embeddings(torch.cat(self._embeddings), torch.from_numpy(waveform), fps, max_offset, self.batch_size)
 
 
 class S3DNeRFPipeline(DiffusionPipeline):

@@ -131,8 +131,14 @@ class LipSyncDiscriminator(ModelMixin, ConfigMixin):
         crops = self.crop_lower_face(frames.float())
         windows = self.frame_windows(crops)  # (W, T, 3, h, w)
         video = torch.cat([self.embed_video(w) for w in windows.split(batch_size)])  # (W, D)
+        return self.score_embeddings(video, waveform, fps, max_offset, batch_size)
+
+    def score_embeddings(self, video: torch.Tensor, waveform: torch.Tensor, fps: float, max_offset: int = 15, batch_size: int = 64) -> SyncScore:
+        """:meth:`score` from the video windows' embeddings (W, D), however they were gathered (a streamed video
+        embeds its windows chunk by chunk): the speech's windows at every offset within ±``max_offset`` frames, the
+        mean distance per offset, and its median minus its minimum as the confidence. Tensors come back on the CPU."""
         num_windows = video.shape[0]
-        mel = self.mel(waveform.float())
+        mel = self.mel(waveform.float().to(video.device))
         starts = torch.arange(-max_offset, num_windows + max_offset)
         audio_windows = self.mel_windows(mel, starts, fps)
         audio = torch.cat([self.embed_audio(a) for a in audio_windows.split(batch_size)])  # (W + 2*max_offset, D)
@@ -144,6 +150,6 @@ class LipSyncDiscriminator(ModelMixin, ConfigMixin):
         return SyncScore(
             confidence=float(mean.median() - mean.min()),
             offset=best - max_offset,
-            distances=mean,
-            per_window=distances[max_offset],
+            distances=mean.cpu(),
+            per_window=distances[max_offset].cpu(),
         )

@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -30,9 +30,9 @@ from ...rendering import cameras
 from ..clip import AUDIO_SAMPLE_RATE, ClipMeta, write_clip
 from .augment import augment_audio, augment_voice
 from .head import FaceState, HeadModel
-from .person import SPLITS, sample_person
 from .motion import MOTION_KINDS, sample_motion
-from .raster import Rasterizer
+from .person import SPLITS, sample_person
+from .raster import Rasterizer, process_rasterizer
 from .sentences import make_sentences
 from .speech import sample_voice, speak_sequence
 from .visemes import VISEME_NAMES, viseme_track
@@ -94,17 +94,6 @@ def clip_rng(config: CorpusConfig, identity_index: int, clip_index: int) -> np.r
     return np.random.default_rng([config.seed, SPLITS.index(config.split), identity_index, 1 + clip_index])
 
 
-_RASTERIZER: Optional[Rasterizer] = None
-
-
-def _rasterizer(resolution: int) -> Rasterizer:
-    """The process's rasterizer (one OpenGL context per process)."""
-    global _RASTERIZER
-    if _RASTERIZER is None or _RASTERIZER.resolution != resolution:
-        _RASTERIZER = Rasterizer(resolution)
-    return _RASTERIZER
-
-
 def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
     """Render one clip in memory: -> (ClipMeta, rgb (N, H, W, 3), audio (S,), mask (N, H, W), depth (N, H, W))."""
     identity = sample_person(config.seed, config.split, identity_index)
@@ -128,7 +117,7 @@ def synthesize_clip(config: CorpusConfig, identity_index: int, clip_index: int):
     cam2world = cameras.pose_to_cam2world(*torch.from_numpy(motion.pose).unbind(-1))  # (N, 4, 4)
 
     # 3. Frames.
-    raster = _rasterizer(res)
+    raster = process_rasterizer(Rasterizer, res)
     raster.set_person(identity, head.triangles, len(head.vertices(FaceState())))
     rgb = np.empty((n, res, res, 3), np.uint8)
     mask = np.empty((n, res, res), np.uint8)

@@ -64,6 +64,7 @@ from .raster import (
     MATERIAL_MOUTH,
     TEXTURED_VERTEX_FLOATS,
     TexturedRasterizer,
+    process_rasterizer,
 )
 from .sentences import make_sentences
 from .speech import sample_voice, speak_sequence
@@ -500,17 +501,6 @@ def photo_clip_rng(config: PhotoCorpusConfig, photo_index: int, clip_index: int,
     return np.random.default_rng([config.seed, 2, photo_index, 1 + clip_index, stream])
 
 
-_RASTERIZER: Optional[TexturedRasterizer] = None
-
-
-def _rasterizer(resolution: int) -> TexturedRasterizer:
-    """The process's textured rasterizer (one OpenGL context per process)."""
-    global _RASTERIZER
-    if _RASTERIZER is None or _RASTERIZER.resolution != resolution:
-        _RASTERIZER = TexturedRasterizer(resolution)
-    return _RASTERIZER
-
-
 def synthesize_photo_clip(config: PhotoCorpusConfig, photo: Path, photo_index: int, clip_index: int, face: Optional[PhotoFace] = None):
     """Render one clip in memory: -> (ClipMeta, rgb (N, R, R, 3), audio (S,), mask (N, R, R), depth (N, R, R))."""
     face = face or fit_photo(photo, config.resolution, name=Path(photo).stem)
@@ -534,7 +524,7 @@ def synthesize_photo_clip(config: PhotoCorpusConfig, photo: Path, photo_index: i
     cam2world = cameras.pose_to_cam2world(*torch.as_tensor(pose, dtype=torch.float32).unbind(-1))  # (N, 4, 4)
 
     # 3. Frames.
-    renderer = PhotoRenderer(face, _rasterizer(res))
+    renderer = PhotoRenderer(face, process_rasterizer(TexturedRasterizer, res))
     rgb = np.empty((n, res, res, 3), np.uint8)
     mask = np.empty((n, res, res), np.uint8)
     depth = np.empty((n, res, res), np.float32)

@@ -22,7 +22,7 @@ a portrait lifted onto a face mesh (:mod:`.from_photo`).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple, Type, TypeVar
 
 import numpy as np
 from scipy.ndimage import zoom
@@ -535,3 +535,16 @@ class TexturedRasterizer:
         color, depth = _read_framebuffer(self._fbo, self.resolution)
         face = color[..., 3] > 127
         return color[..., :3].copy(), np.where(face, 255, 0).astype(np.uint8), np.where(face, depth, 0.0).astype(np.float32)
+
+
+_Kind = TypeVar("_Kind", Rasterizer, TexturedRasterizer)
+_PROCESS_RASTERIZERS: Dict[type, object] = {}
+
+
+def process_rasterizer(kind: Type[_Kind], resolution: int) -> _Kind:
+    """The process's rasterizer of this kind (one OpenGL context each per process, made on first use and made
+    again when the resolution changes)."""
+    raster = _PROCESS_RASTERIZERS.get(kind)
+    if raster is None or raster.resolution != resolution:
+        raster = _PROCESS_RASTERIZERS[kind] = kind(resolution)
+    return raster
